@@ -1,0 +1,132 @@
+// A multilayer perceptron: a stack of dense layers, forward over a batch and backward in reverse
+// order (D1–D7). Parameters live in one flat, 64-byte-aligned arena (layer by layer: weight O×I
+// row-major, then bias O), and gradients in a second arena of the same layout, so an optimizer
+// sees two spans and nothing of the shape. Written for float (training) and double (gradcheck's
+// reference). The model owns a workspace sized for the largest batch seen; it allocates only when
+// a batch is larger than any before.
+//
+//   Model m({.layers = {2, 4, 1}, .hidden = Activation::kTanh, .output = Activation::kSigmoid,
+//            .loss = Loss::kQuadratic});
+//   m.init(Init::kXavier, /*seed=*/1);
+//   ConstMatrixView out = m.forward(x);   // B×1
+//   double l = m.loss(y);                 // after forward
+//   m.backward(x, y);                     // grads() now holds ∂L/∂θ
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "backprop/activation.hpp"
+#include "backprop/dense.hpp"
+#include "backprop/loss.hpp"
+#include "backprop/matrix.hpp"
+
+namespace backprop {
+
+struct ModelSpec {
+  std::vector<Index> layers;  // widths: inputs, hidden..., outputs (at least two entries)
+  Activation hidden = Activation::kSigmoid;
+  Activation output = Activation::kSoftmax;
+  Loss loss = Loss::kCrossEntropy;
+  double leaky_slope = 0.01;  // leaky ReLU's slope for z < 0, in (0, 1)
+
+  // Throws Error(kUsage) naming the problem: fewer than two widths, a width < 1 or over 2^24,
+  // an activation not allowed where it is, cross-entropy without probabilities, a bad slope.
+  void validate() const;
+  Index n_layers() const { return static_cast<Index>(layers.size()) - 1; }
+  // Weights and biases, without the arena's alignment padding.
+  Index n_params() const;
+  bool operator==(const ModelSpec&) const = default;
+};
+
+// Weight initialisation (biases start at zero):
+//   xavier  Glorot uniform, U(±√(6/(I+O)))   for sigmoid and tanh
+//   he      N(0, 2/I)                        for ReLU and leaky ReLU
+//   lecun   N(0, 1/I), the derivation's
+enum class Init { kXavier, kHe, kLecun };
+std::string_view to_string(Init init);
+Init parse_init(std::string_view name);  // throws Error(kUsage)
+Init default_init(Activation hidden);    // he for the ReLU family, else xavier
+
+template <class T>
+class BasicModel {
+ public:
+  BasicModel() = default;
+  // Parameters zero; call init() or write them.
+  explicit BasicModel(ModelSpec spec);
+
+  const ModelSpec& spec() const { return spec_; }
+  Index n_layers() const { return spec_.n_layers(); }
+  Index n_inputs() const { return spec_.layers.front(); }
+  Index n_outputs() const { return spec_.layers.back(); }
+  Activation activation(Index l) const { return l + 1 == n_layers() ? spec_.output : spec_.hidden; }
+
+  // Every weight drawn from the named scheme with Rng::stream(seed, "init"), layer by layer.
+  void init(Init init, std::uint64_t seed);
+
+  // The arenas (alignment padding included; it stays zero).
+  std::span<T> params() { return {params_.data(), static_cast<std::size_t>(params_.size())}; }
+  std::span<const T> params() const {
+    return {params_.data(), static_cast<std::size_t>(params_.size())};
+  }
+  std::span<T> grads() { return {grads_.data(), static_cast<std::size_t>(grads_.size())}; }
+  std::span<const T> grads() const {
+    return {grads_.data(), static_cast<std::size_t>(grads_.size())};
+  }
+  // Layer l (0-based): weight O×I, bias O, and their gradients.
+  MatrixViewT<T> weight(Index l) { return view_of(params_.data(), l); }
+  ConstMatrixViewT<T> weight(Index l) const { return view_of(params_.data(), l); }
+  std::span<T> bias(Index l) { return bias_of(params_.data(), l); }
+  std::span<const T> bias(Index l) const { return bias_of(params_.data(), l); }
+  MatrixViewT<T> weight_grad(Index l) { return view_of(grads_.data(), l); }
+  std::span<T> bias_grad(Index l) { return bias_of(grads_.data(), l); }
+  std::span<const T> bias_grad(Index l) const { return bias_of(grads_.data(), l); }
+  ConstMatrixViewT<T> weight_grad(Index l) const { return view_of(grads_.data(), l); }
+
+  // D1–D2 for every layer: the output A[L] (B×n_outputs), valid until the next forward().
+  // Throws Error(kUsage) if x is not B×n_inputs with B >= 1.
+  ConstMatrixViewT<T> forward(ConstMatrixViewT<T> x);
+  // After forward(x): the batch-averaged loss against y (B×n_outputs) (D3).
+  double loss(ConstMatrixViewT<T> y) const;
+  // After forward(x) with the same x: grads() = ∂L/∂θ for this batch (overwritten; D4–D7).
+  void backward(ConstMatrixViewT<T> x, ConstMatrixViewT<T> y);
+  // Output pre-activations Z[L] of the last forward (B×n_outputs).
+  ConstMatrixViewT<T> logits() const { return z_out_.view().rows_range(0, batch_); }
+
+ private:
+  template <class P>  // P = T or const T
+  MatrixViewT<P> view_of(P* base, Index l) const {
+    auto u = static_cast<std::size_t>(l);
+    return MatrixViewT<P>(base + w_offset_[u], spec_.layers[u + 1], spec_.layers[u]);
+  }
+  template <class P>
+  std::span<P> bias_of(P* base, Index l) const {
+    auto u = static_cast<std::size_t>(l);
+    return {base + b_offset_[u], static_cast<std::size_t>(spec_.layers[u + 1])};
+  }
+  void ensure_workspace(Index batch);
+  DenseParamsT<T> layer_params(Index l) const { return {weight(l), bias(l).data()}; }
+
+  ModelSpec spec_;
+  std::vector<Index> w_offset_, b_offset_;
+  BasicMatrix<T> params_, grads_;  // 1×arena
+  // Workspace: acts_[l] = A[l+1] (rows >= batch), z_out_ = Z[L], delta_[0/1] = ping-pong
+  // buffers for Δ and ∂L/∂A, as wide as the widest layer.
+  std::vector<BasicMatrix<T>> acts_;
+  BasicMatrix<T> z_out_, delta_[2];
+  Index capacity_ = 0, batch_ = 0;
+};
+
+using Model = BasicModel<float>;
+using ModelD = BasicModel<double>;
+
+extern template class BasicModel<float>;
+extern template class BasicModel<double>;
+
+// A float model's parameters copied into a double one of the same spec, and back.
+ModelD to_double(const Model& m);
+Model to_float(const ModelD& m);
+
+}  // namespace backprop

@@ -1,0 +1,107 @@
+// The analytic gradients of every hidden activation × output × loss pair, on nets with 1, 2 and 3
+// hidden layers and batches of 1 and 7, against five-point central differences in double.
+#include "backprop/gradcheck.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+#include <tuple>
+#include <vector>
+
+namespace backprop {
+namespace {
+
+// A gradient is "trivially zero" when its largest element is below this: every tensor of these
+// random nets has elements of order 1e-3 to 1, so a wiring mistake that zeroes a gradient shows.
+constexpr double kNonTrivialGradient = 1e-7;
+
+using Combo = std::tuple<Activation, Activation, Loss, int /*hidden layers*/, int /*batch*/>;
+
+std::vector<Combo> all_combos() {
+  std::vector<Combo> out;
+  for (Activation h : {Activation::kSigmoid, Activation::kTanh, Activation::kRelu,
+                       Activation::kLeakyRelu, Activation::kIdentity}) {
+    for (Activation o : {Activation::kSigmoid, Activation::kSoftmax, Activation::kIdentity}) {
+      for (Loss l : {Loss::kQuadratic, Loss::kCrossEntropy}) {
+        if (!is_valid_output_loss(o, l)) continue;
+        for (int depth : {1, 2, 3}) {
+          for (int batch : {1, 7}) out.emplace_back(h, o, l, depth, batch);
+        }
+      }
+    }
+  }
+  return out;
+}
+
+class GradcheckAll : public ::testing::TestWithParam<Combo> {};
+
+TEST_P(GradcheckAll, AnalyticMatchesFiniteDifferences) {
+  auto [hidden, output, loss, depth, batch] = GetParam();
+  ModelSpec spec;
+  spec.layers = {5};
+  const Index widths[] = {7, 6, 4};
+  for (int d = 0; d < depth; ++d) spec.layers.push_back(widths[d]);
+  spec.layers.push_back(3);
+  spec.hidden = hidden;
+  spec.output = output;
+  spec.loss = loss;
+  GradcheckOptions options;
+  options.batch = batch;
+  options.seed = 3;
+  GradcheckReport report = gradcheck(spec, options);
+  ASSERT_EQ(report.tensors.size(), static_cast<std::size_t>(2 * (depth + 1)));
+  for (const auto& t : report.tensors) {
+    SCOPED_TRACE("layer " + std::to_string(t.layer) + (t.is_bias ? " bias" : " weight"));
+    EXPECT_EQ(t.n_failed, 0) << "max rel err " << t.max_rel_err << ", max abs err "
+                             << t.max_abs_err;
+    EXPECT_GT(t.max_abs_grad, kNonTrivialGradient);
+  }
+  EXPECT_TRUE(report.passed());
+}
+
+std::string combo_name(const ::testing::TestParamInfo<Combo>& info) {
+  auto [h, o, l, depth, batch] = info.param;
+  std::string s = std::string(to_string(h)) + "_" + std::string(to_string(o)) + "_" +
+                  std::string(to_string(l)) + "_d" + std::to_string(depth) + "_b" +
+                  std::to_string(batch);
+  for (char& c : s) {
+    if (c == '-') c = '_';
+  }
+  return s;
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryPair, GradcheckAll, ::testing::ValuesIn(all_combos()), combo_name);
+
+TEST(Gradcheck, PassesOverManySeeds) {
+  // RELIABILITY B.4.1: 100 seeds of a 3-layer tanh/softmax/cross-entropy net.
+  ModelSpec spec{.layers = {6, 8, 5, 4},
+                 .hidden = Activation::kTanh,
+                 .output = Activation::kSoftmax,
+                 .loss = Loss::kCrossEntropy};
+  for (std::uint64_t seed = 0; seed < 100; ++seed) {
+    GradcheckOptions options;
+    options.seed = seed;
+    options.batch = 5;
+    EXPECT_TRUE(gradcheck(spec, options).passed()) << "seed " << seed;
+  }
+}
+
+TEST(CompareGradients, FlagsAWrongGradient) {
+  GradcheckOptions options;
+  std::vector<double> numeric = {0.5, -0.25, 1e-3, 0.0};
+  std::vector<double> analytic = numeric;
+  EXPECT_EQ(compare_gradients(analytic, numeric, options).n_failed, 0);
+  analytic[1] *= 1.0 + 1e-5;  // a 1e-5 relative slip: over the 1e-6 tolerance
+  EXPECT_EQ(compare_gradients(analytic, numeric, options).n_failed, 1);
+  analytic = numeric;
+  analytic[3] = 1e-10;  // below the floor: judged on 1e-6 × 1e-5 = 1e-11 absolute
+  EXPECT_EQ(compare_gradients(analytic, numeric, options).n_failed, 1);
+  analytic[3] = 5e-12;
+  EXPECT_EQ(compare_gradients(analytic, numeric, options).n_failed, 0);
+  analytic[0] = std::nan("");
+  EXPECT_EQ(compare_gradients(analytic, numeric, options).n_failed, 1);
+}
+
+}  // namespace
+}  // namespace backprop

@@ -1,0 +1,142 @@
+// Datasets and their loaders: IDX (raw or gzip) and CSV, read fully into memory, validated before
+// anything sized by the file is allocated.
+//
+// IDX (http://yann.lecun.com/exdb/mnist/): magic 00 00 TT ND (big-endian), where TT is the element
+// type (08 u8, 09 i8, 0B i16, 0C i32, 0D f32, 0E f64) and ND the number of dimensions; then ND
+// big-endian u32 sizes; then the elements, big-endian, row-major. The file must end exactly where
+// the payload does. gzip is recognised by its content (1F 8B), never by the file name; concatenated
+// members are read in order; a truncated stream, a bad CRC or length, and trailing garbage are
+// errors, and decoding stops as soon as output passes what the header declared or the size cap.
+//
+// CSV: RFC 4180 (comma-separated, "quoted" fields with "" escapes, which may hold commas and line
+// breaks). A UTF-8 byte-order mark and CRLF line ends are accepted, blank lines are skipped, a
+// missing final newline is fine; NUL bytes and lines longer than ReadLimits::max_line_bytes are
+// errors. Numbers are parsed in the C locale:
+//   [+|-] (digits [. [digits]] | . digits) [(e|E) [+|-] digits]
+// with surrounding spaces and tabs allowed; nan, inf, hex floats and values too large for float
+// are errors (values too small for it round to zero). See docs/formats.md.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "backprop/io.hpp"
+#include "backprop/matrix.hpp"
+
+namespace backprop {
+
+enum class Task { kClassify, kRegress };
+
+// n examples of n_features values and their labels (classify) or targets (regress). Features are
+// kept raw, as the file holds them; batches are converted to float and preprocessed on the way to
+// the model, so images cost one byte per pixel in memory.
+enum class DataFormat { kIdx, kCsv, kMemory };
+
+struct Dataset {
+  std::string source;  // where it came from, for messages: "train-images-idx3-ubyte.gz"
+  DataFormat format = DataFormat::kMemory;  // which loader made it
+  Task task = Task::kClassify;
+  Index n = 0;
+  Index n_features = 0;
+  std::vector<Index> sample_shape;  // {28, 28} for IDX images; {n_features} for CSV
+
+  // Row-major n × n_features; exactly one of the two holds the features.
+  std::vector<std::uint8_t> x_u8;  // IDX u8 data, as stored
+  std::vector<float> x_f32;        // every other source
+  // x_raw × value_scale maps the natural range of the data onto [0, 1]: 1/255 for u8 images,
+  // 1/127 for i8, 1/32767 for i16, 1/2147483647 for i32, 1 for floats and CSV.
+  float value_scale = 1.0f;
+
+  std::vector<std::string> feature_names;  // n_features: the CSV header, or "x0", "x1", ...
+  // The columns the labels or targets came from: the CSV header names, or "column 7" without a
+  // header; "label" for IDX.
+  std::vector<std::string> label_columns;
+
+  // classify: labels[i] in [0, class_names.size()); class_names[c] is the label as written in the
+  // file ("3", "setosa"). Empty when the data has no labels (predict input).
+  std::vector<std::int32_t> labels;
+  std::vector<std::string> class_names;
+  // regress: n × n_targets, row-major, n_targets == label_columns.size().
+  std::vector<float> targets;
+
+  bool has_labels() const { return !labels.empty() || !targets.empty(); }
+  Index n_targets() const { return static_cast<Index>(label_columns.size()); }
+  // Width of the model output this data trains: classes, or targets.
+  Index n_outputs() const {
+    return task == Task::kClassify ? static_cast<Index>(class_names.size()) : n_targets();
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// IDX
+
+enum class IdxType : std::uint8_t {
+  kU8 = 0x08,
+  kI8 = 0x09,
+  kI16 = 0x0B,
+  kI32 = 0x0C,
+  kF32 = 0x0D,
+  kF64 = 0x0E,
+};
+
+struct IdxArray {
+  IdxType type = IdxType::kU8;
+  std::vector<std::uint32_t> dims;  // outermost first; none is 0
+  std::vector<std::uint8_t> u8;     // type kU8: the elements as stored
+  std::vector<double> values;       // every other type: the elements converted exactly to double
+  std::uint64_t count() const;      // product of dims
+};
+
+// Parses a whole IDX file (raw or gzip, by content) held in memory. `name` names it in messages;
+// errors inside a gzip file say "(inside NAME)". Throws Error(kFormat) or Error(kLimit).
+IdxArray parse_idx(std::span<const std::uint8_t> bytes, const std::string& name,
+                   const ReadLimits& limits);
+IdxArray read_idx(const std::string& path, const ReadLimits& limits);
+
+// An images file (ndims >= 2, n × d1 × ...) and its labels file (ndims == 1, integer type,
+// n labels, each >= 0). Classes are 0..max label, named "0", "1", ...; features "x0", "x1", ...
+// Non-finite float images are an error.
+Dataset load_idx(const std::string& images_path, const std::string& labels_path,
+                 const ReadLimits& limits);
+// Images only (for predict): a Dataset with no labels.
+Dataset load_idx_images(const std::string& images_path, const ReadLimits& limits);
+
+// ---------------------------------------------------------------------------------------------
+// CSV
+
+enum class HeaderMode { kAuto, kYes, kNo };
+
+struct CsvOptions {
+  // kAuto: the first row is a header when some column is non-numeric in it and numeric in the
+  // second row (or the file has one row of non-numbers). Selecting a label column by name forces
+  // a header.
+  HeaderMode header = HeaderMode::kAuto;
+  Task task = Task::kClassify;
+  // Label (classify: exactly one) or target (regress: one or more) columns, each a header name or
+  // a 0-based index (negative counts from the end: -1 is the last column). Empty: the last column.
+  std::vector<std::string> label_columns;
+  // false: the file holds features only (predict). label_columns is then ignored, unless
+  // feature_names is given and the file has a header, in which case unknown columns are ignored.
+  bool labels_required = true;
+
+  // Reading data for a trained model (eval, predict):
+  // the model's feature names. With a header, exactly these columns are taken, by name, in this
+  // order, and other columns (a label, ids) are ignored; a missing name is an error. Without a
+  // header the file must hold exactly feature_names.size() feature columns (plus the label
+  // columns when labels are required).
+  std::vector<std::string> feature_names;
+  // the model's classes: labels are mapped onto these, and a label not among them is an error
+  // ("class 'X' was not seen in training"). Empty: classes are the distinct labels found,
+  // ordered numerically when every label is an integer, else by byte order.
+  std::vector<std::string> class_names;
+
+  Index min_rows = 1;  // fewer data rows is an error (training asks for 2)
+};
+
+Dataset parse_csv(std::span<const std::uint8_t> bytes, const std::string& name,
+                  const CsvOptions& options, const ReadLimits& limits);
+Dataset load_csv(const std::string& path, const CsvOptions& options, const ReadLimits& limits);
+
+}  // namespace backprop

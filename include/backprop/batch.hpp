@@ -1,0 +1,48 @@
+// From a Dataset to the model's input: preprocessing (scaling or standardisation), a seeded
+// validation split, and gathering rows into a float batch with one-hot or regression targets.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "backprop/data.hpp"
+#include "backprop/matrix.hpp"
+
+namespace backprop {
+
+// Per feature j: x'_j = (x_raw_j − shift_j) · scale_j. Stored in the model file, so eval and
+// predict apply exactly what training applied.
+struct Preprocess {
+  std::vector<float> shift, scale;  // n_features each
+  bool operator==(const Preprocess&) const = default;
+};
+
+// Scales the data's natural range onto [0, 1]: shift 0, scale Dataset::value_scale.
+Preprocess scale_preprocess(const Dataset& ds);
+// Standardisation from the given rows: shift = mean, scale = 1 / standard deviation (population),
+// in double; a constant feature gets scale = value_scale so it maps to 0 without dividing by 0.
+Preprocess standardize_preprocess(const Dataset& ds, std::span<const Index> rows);
+
+// Rows `rows` of ds, preprocessed, into x (rows.size() × n_features). If y is not empty, the
+// targets into y (rows.size() × n_outputs): one-hot for classification.
+void gather_batch(const Dataset& ds, std::span<const Index> rows, const Preprocess& pre,
+                  MatrixView x, MatrixView y);
+
+// All rows 0..n-1.
+std::vector<Index> all_rows(const Dataset& ds);
+
+struct Split {
+  std::vector<Index> train, val;
+};
+// Holds out round(fraction × n) rows, chosen with Rng::stream(seed, "split"); for classification
+// the hold-out is stratified (each class contributes in proportion, rounded so the total is
+// exact). fraction in [0, 1); 0 gives no validation rows. Both lists are sorted.
+Split split_validation(const Dataset& ds, double fraction, std::uint64_t seed);
+
+// "xxh3-128:<32 hex digits>" of the features, labels or targets, and class names: the identity
+// of a training set, recorded in the model file.
+std::string data_hash(const Dataset& ds);
+
+}  // namespace backprop

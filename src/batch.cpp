@@ -1,0 +1,168 @@
+#include "backprop/batch.hpp"
+
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <numeric>
+
+#include "backprop/rng.hpp"
+
+namespace backprop {
+
+Preprocess scale_preprocess(const Dataset& ds) {
+  auto n = static_cast<std::size_t>(ds.n_features);
+  return {std::vector<float>(n, 0.0f), std::vector<float>(n, ds.value_scale)};
+}
+
+namespace {
+
+double raw_value(const Dataset& ds, Index row, Index col) {
+  auto at = static_cast<std::size_t>(row * ds.n_features + col);
+  return ds.x_u8.empty() ? static_cast<double>(ds.x_f32[at]) : static_cast<double>(ds.x_u8[at]);
+}
+
+}  // namespace
+
+Preprocess standardize_preprocess(const Dataset& ds, std::span<const Index> rows) {
+  Preprocess p = scale_preprocess(ds);
+  if (rows.empty()) return p;
+  const auto n = static_cast<double>(rows.size());
+  for (Index j = 0; j < ds.n_features; ++j) {
+    double sum = 0;
+    for (Index r : rows) sum += raw_value(ds, r, j);
+    double mean = sum / n;
+    double ss = 0;
+    for (Index r : rows) {
+      double d = raw_value(ds, r, j) - mean;
+      ss += d * d;
+    }
+    double sd = std::sqrt(ss / n);
+    auto u = static_cast<std::size_t>(j);
+    p.shift[u] = static_cast<float>(mean);
+    // A (numerically) constant feature carries no information: centre it, keep its scale.
+    if (sd > 1e-6 * (std::abs(mean) + 1e-30) && std::isfinite(1.0 / sd)) {
+      p.scale[u] = static_cast<float>(1.0 / sd);
+    }
+  }
+  return p;
+}
+
+void gather_batch(const Dataset& ds, std::span<const Index> rows, const Preprocess& pre,
+                  MatrixView x, MatrixView y) {
+  const auto b = static_cast<Index>(rows.size());
+  BACKPROP_ASSERT(x.rows == b && x.cols == ds.n_features);
+  BACKPROP_ASSERT(static_cast<Index>(pre.shift.size()) == ds.n_features &&
+                  static_cast<Index>(pre.scale.size()) == ds.n_features);
+  const float* shift = pre.shift.data();
+  const float* scale = pre.scale.data();
+  const Index nf = ds.n_features;
+  for (Index i = 0; i < b; ++i) {
+    const Index r = rows[static_cast<std::size_t>(i)];
+    BACKPROP_DASSERT(r >= 0 && r < ds.n);
+    float* xi = x.row(i);
+    if (!ds.x_u8.empty()) {
+      const std::uint8_t* src = ds.x_u8.data() + r * nf;
+      for (Index j = 0; j < nf; ++j) xi[j] = (static_cast<float>(src[j]) - shift[j]) * scale[j];
+    } else {
+      const float* src = ds.x_f32.data() + r * nf;
+      for (Index j = 0; j < nf; ++j) xi[j] = (src[j] - shift[j]) * scale[j];
+    }
+  }
+  if (y.empty()) return;
+  BACKPROP_ASSERT(y.rows == b && y.cols == ds.n_outputs() && ds.has_labels());
+  for (Index i = 0; i < b; ++i) {
+    const Index r = rows[static_cast<std::size_t>(i)];
+    float* yi = y.row(i);
+    if (ds.task == Task::kClassify) {
+      std::fill(yi, yi + y.cols, 0.0f);
+      yi[ds.labels[static_cast<std::size_t>(r)]] = 1.0f;
+    } else {
+      const float* t = ds.targets.data() + r * y.cols;
+      std::copy(t, t + y.cols, yi);
+    }
+  }
+}
+
+std::vector<Index> all_rows(const Dataset& ds) {
+  std::vector<Index> rows(static_cast<std::size_t>(ds.n));
+  std::iota(rows.begin(), rows.end(), Index{0});
+  return rows;
+}
+
+Split split_validation(const Dataset& ds, double fraction, std::uint64_t seed) {
+  BACKPROP_ASSERT(fraction >= 0.0 && fraction < 1.0);
+  Split s;
+  const auto want = static_cast<Index>(std::llround(fraction * static_cast<double>(ds.n)));
+  if (want == 0) {
+    s.train = all_rows(ds);
+    return s;
+  }
+  Rng rng = Rng::stream(seed, "split");
+  std::vector<char> held(static_cast<std::size_t>(ds.n), 0);
+  if (ds.task == Task::kClassify && !ds.labels.empty()) {
+    // Stratified: each class gives floor(share) rows; the remainders go to the classes with the
+    // largest fractional parts (ties to the lower class), so the total is exactly `want`.
+    std::size_t k = ds.class_names.size();
+    std::vector<std::vector<Index>> by_class(k);
+    for (Index r = 0; r < ds.n; ++r) {
+      by_class[static_cast<std::size_t>(ds.labels[static_cast<std::size_t>(r)])].push_back(r);
+    }
+    std::vector<Index> take(k);
+    std::vector<std::pair<double, std::size_t>> remainder;
+    Index taken = 0;
+    for (std::size_t c = 0; c < k; ++c) {
+      double share = fraction * static_cast<double>(by_class[c].size());
+      take[c] = static_cast<Index>(std::floor(share));
+      taken += take[c];
+      remainder.emplace_back(share - std::floor(share), c);
+    }
+    std::stable_sort(remainder.begin(), remainder.end(),
+                     [](const auto& a, const auto& b) { return a.first > b.first; });
+    for (std::size_t i = 0; taken < want && i < remainder.size(); ++i) {
+      std::size_t c = remainder[i].second;
+      if (take[c] < static_cast<Index>(by_class[c].size())) {
+        ++take[c];
+        ++taken;
+      }
+    }
+    for (std::size_t c = 0; c < k; ++c) {
+      rng.shuffle(by_class[c].begin(), by_class[c].end());
+      for (Index i = 0; i < take[c]; ++i)
+        held[static_cast<std::size_t>(by_class[c][static_cast<std::size_t>(i)])] = 1;
+    }
+  } else {
+    std::vector<Index> rows = all_rows(ds);
+    rng.shuffle(rows.begin(), rows.end());
+    for (Index i = 0; i < want; ++i)
+      held[static_cast<std::size_t>(rows[static_cast<std::size_t>(i)])] = 1;
+  }
+  for (Index r = 0; r < ds.n; ++r)
+    (held[static_cast<std::size_t>(r)] ? s.val : s.train).push_back(r);
+  return s;
+}
+
+std::string data_hash(const Dataset& ds) {
+  XXH3_state_t* state = XXH3_createState();
+  BACKPROP_ASSERT(state != nullptr);
+  XXH3_128bits_reset(state);
+  auto add = [&](const void* p, std::size_t bytes) {
+    if (bytes > 0) XXH3_128bits_update(state, p, bytes);
+  };
+  std::int64_t shape[3] = {ds.n, ds.n_features, ds.task == Task::kClassify ? 0 : 1};
+  add(shape, sizeof shape);
+  add(ds.x_u8.data(), ds.x_u8.size());
+  add(ds.x_f32.data(), ds.x_f32.size() * sizeof(float));
+  add(ds.labels.data(), ds.labels.size() * sizeof(std::int32_t));
+  add(ds.targets.data(), ds.targets.size() * sizeof(float));
+  for (const auto& c : ds.class_names) add(c.c_str(), c.size() + 1);
+  XXH128_hash_t h = XXH3_128bits_digest(state);
+  XXH3_freeState(state);
+  char hex[33];
+  std::snprintf(hex, sizeof hex, "%016llx%016llx", static_cast<unsigned long long>(h.high64),
+                static_cast<unsigned long long>(h.low64));
+  return std::string("xxh3-128:") + hex;
+}
+
+}  // namespace backprop

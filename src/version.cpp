@@ -1,0 +1,7 @@
+#include "backprop/version.hpp"
+
+namespace backprop {
+std::string_view version() {
+  return BACKPROP_VERSION;
+}
+}  // namespace backprop

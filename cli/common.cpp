@@ -88,6 +88,29 @@ CLI::Validator unsigned_range(std::uint64_t lo, std::uint64_t hi) {
       "");
 }
 
+void parse_spec_flags(ModelSpec& spec, const std::string& activation, const std::string& output,
+                      const std::string& loss) {
+  spec.hidden = for_flag("--activation", [&] { return parse_activation(activation); });
+  if (!is_hidden_activation(spec.hidden)) {
+    throw Error(ErrorCode::kUsage, "--activation: '" + activation + "'" +
+                                       " is an output activation; hidden layers take sigmoid, "
+                                       "tanh, relu, leaky-relu or identity");
+  }
+  spec.output = for_flag("--output", [&] { return parse_activation(output); });
+  if (!is_output_activation(spec.output)) {
+    throw Error(ErrorCode::kUsage, "--output: '" + output + "'" +
+                                       " is not an output activation: expected softmax, sigmoid "
+                                       "or identity");
+  }
+  spec.loss = for_flag("--loss", [&] { return parse_loss(loss); });
+  if (!is_valid_output_loss(spec.output, spec.loss)) {
+    throw Error(ErrorCode::kUsage, "--loss " + loss +
+                                       " needs probabilities: use --output "
+                                       "softmax or sigmoid, or --loss quadratic with --output " +
+                                       output);
+  }
+}
+
 void add_csv_flags(CLI::App* cmd, DataFlags& f, bool with_task) {
   auto* h = cmd->add_flag("--header", f.header, "CSV: the first row is a header");
   auto* nh = cmd->add_flag("--no-header", f.no_header, "CSV: the first row is data");
@@ -137,19 +160,34 @@ std::vector<Index> parse_width_list(const std::string& flag, const std::string& 
 
 namespace {
 
-// True when the file starts like IDX (00 00) or gzip (1F 8B). Anything unreadable or not a
-// regular file returns false, and the CSV loader then reports it properly.
+// True when the file starts like IDX (00 00) or gzip (1F 8B), or holds a NUL byte in its first
+// four bytes: CSV is text, so such a file is binary and the IDX loader, which says what is wrong
+// with its magic, reports it. Anything unreadable or not a regular file returns false, and the
+// CSV loader then reports it properly.
 bool looks_like_idx(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) return false;
   struct stat st {};
-  unsigned char b[2] = {0xFF, 0xFF};
+  unsigned char b[4] = {0xFF, 0xFF, 0xFF, 0xFF};
   bool idx = false;
-  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && ::read(fd, b, 2) == 2) {
-    idx = (b[0] == 0 && b[1] == 0) || (b[0] == 0x1F && b[1] == 0x8B);
+  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+    ssize_t got = ::read(fd, b, sizeof b);
+    if (got >= 2) {
+      idx = (b[0] == 0 && b[1] == 0) || (b[0] == 0x1F && b[1] == 0x8B);
+      for (ssize_t i = 0; i < got; ++i) idx = idx || b[i] == 0;
+    }
   }
   ::close(fd);
   return idx;
+}
+
+// Label columns when they are header names (data read without a header names them
+// "column N", which no header holds).
+std::vector<std::string> header_label_columns(const std::vector<std::string>& columns) {
+  for (const std::string& c : columns) {
+    if (c.rfind("column ", 0) == 0) return {};
+  }
+  return columns;
 }
 
 bool exists(const std::string& path) {
@@ -187,18 +225,15 @@ Dataset load_one(const std::string& flag, const std::string& path, const std::st
                  const std::string& labels, const DataFlags& f, const CsvOptions& csv,
                  std::vector<std::string>& inputs) {
   inputs.push_back(path);
-  if (looks_like_idx(path)) {
+  // A labels file says the data is IDX, whatever its first bytes (a broken magic must be
+  // reported by the IDX loader, not read as CSV).
+  if (!labels.empty() || looks_like_idx(path)) {
     if (labels.empty()) {
       throw Error(ErrorCode::kUsage, flag + " " + path + " is an IDX file: give its labels with " +
                                          labels_flag + " FILE");
     }
     inputs.push_back(labels);
     return load_idx(path, labels, f.limits());
-  }
-  if (!labels.empty()) {
-    throw Error(ErrorCode::kUsage, labels_flag + " is for IDX data; " + path +
-                                       " is read as CSV, whose labels are a column "
-                                       "(--label-column)");
   }
   return load_csv(path, csv, f.limits());
 }
@@ -217,7 +252,8 @@ void align_classes(Dataset& ds, const std::vector<std::string>& classes) {
   for (std::size_t i = 0; i < ds.labels.size(); ++i) {
     std::int32_t to = remap[static_cast<std::size_t>(ds.labels[i])];
     if (to < 0) {
-      throw Error(ErrorCode::kData, ds.source + ": example " + std::to_string(i) + " has class '" +
+      throw Error(ErrorCode::kData, ds.labels_source + ": label " + std::to_string(i) +
+                                        " (0-based) is class '" +
                                         ds.class_names[static_cast<std::size_t>(ds.labels[i])] +
                                         "', which the model never saw (it knows " +
                                         std::to_string(classes.size()) + " classes)");
@@ -232,8 +268,11 @@ TrainingData load_training_data(const DataFlags& f) {
   if (!f.data_dir.empty() && !f.train.empty()) {
     throw Error(ErrorCode::kUsage, "give either --data DIR or --train FILE, not both");
   }
-  if (f.train.empty() && (!f.labels.empty() || !f.test_labels.empty())) {
-    throw Error(ErrorCode::kUsage, "--labels and --test-labels go with --train and --test");
+  if (f.train.empty() && !f.labels.empty()) {
+    throw Error(ErrorCode::kUsage, "--labels goes with --train (IDX images)");
+  }
+  if (f.test.empty() && !f.test_labels.empty()) {
+    throw Error(ErrorCode::kUsage, "--test-labels goes with --test (IDX images)");
   }
   CsvOptions csv = f.csv_options();
   if (!f.train.empty()) {
@@ -268,8 +307,9 @@ TrainingData load_training_data(const DataFlags& f) {
     tcsv.task = out.train.task;
     tcsv.class_names = out.train.class_names;
     tcsv.feature_names = out.train.feature_names;
-    if (f.label_column.empty()) tcsv.label_columns = out.train.label_columns;
-    if (f.no_header) tcsv.label_columns = csv.label_columns;
+    if (out.train.format == DataFormat::kCsv && f.label_column.empty()) {
+      tcsv.default_label_columns = header_label_columns(out.train.label_columns);
+    }
     out.test = load_one("--test", f.test, "--test-labels", f.test_labels, f, tcsv, out.inputs);
   }
   if (out.test) {
@@ -290,6 +330,9 @@ Dataset load_eval_data(const DataFlags& f, const ModelInfo& info) {
   if (f.data_dir.empty() && f.test.empty()) {
     throw Error(ErrorCode::kUsage, "eval needs data: --data DIR or --test FILE");
   }
+  if (f.test.empty() && !f.test_labels.empty()) {
+    throw Error(ErrorCode::kUsage, "--test-labels goes with --test (IDX images)");
+  }
   Dataset ds;
   if (!f.data_dir.empty()) {
     check_dir(f.data_dir);
@@ -300,7 +343,7 @@ Dataset load_eval_data(const DataFlags& f, const ModelInfo& info) {
     csv.task = info.task;
     csv.feature_names = info.feature_names;
     if (info.task == Task::kClassify) csv.class_names = info.class_names;
-    if (f.label_column.empty() && !f.no_header) csv.label_columns = info.label_columns;
+    csv.default_label_columns = header_label_columns(info.label_columns);
     std::vector<std::string> inputs;
     ds = load_one("--test", f.test, "--test-labels", f.test_labels, f, csv, inputs);
   }

@@ -48,6 +48,10 @@ auto for_flag(const std::string& flag, F f) {
   }
 }
 
+// --activation, --output and --loss into spec; each error names its flag (Error(kUsage)).
+void parse_spec_flags(ModelSpec& spec, const std::string& activation, const std::string& output,
+                      const std::string& loss);
+
 // Registers --header/--no-header, --label-column, --max-input-bytes (and --task when asked).
 void add_csv_flags(CLI::App* cmd, DataFlags& f, bool with_task);
 

@@ -20,9 +20,7 @@ struct GradcheckFlags {
 int run_gradcheck(const GradcheckFlags& f) {
   ModelSpec spec;
   spec.layers = parse_width_list("--layers", f.layers);
-  spec.hidden = for_flag("--activation", [&] { return parse_activation(f.activation); });
-  spec.output = for_flag("--output", [&] { return parse_activation(f.output); });
-  spec.loss = for_flag("--loss", [&] { return parse_loss(f.loss); });
+  parse_spec_flags(spec, f.activation, f.output, f.loss);
   spec.leaky_slope = f.leaky_slope;
   spec.validate();
   GradcheckOptions options;

@@ -46,6 +46,18 @@ int main(int argc, char** argv) {
   }
 
   std::string who = "backprop";
+  // CLI11 would call a misspelt command "a subcommand is required"; name it instead.
+  if (argc > 1 && argv[1][0] != '-') {
+    bool known = false;
+    for (auto& [cmd, run] : commands) known = known || cmd->get_name() == argv[1];
+    if (!known) {
+      std::fprintf(stderr,
+                   "backprop: error: unknown command '%s': expected train, eval, predict, info or "
+                   "gradcheck (see --help)\n",
+                   argv[1]);
+      return kExitUsage;
+    }
+  }
   try {
     try {
       app.parse(argc, argv);

@@ -92,13 +92,14 @@ int run_train(TrainFlags& f) {
   }
   const bool regress = f.data.task == "regress";
   ModelSpec spec;
-  spec.hidden = for_flag("--activation", [&] { return parse_activation(f.activation); });
-  spec.output = for_flag("--output", [&] {
-    return parse_activation(f.output.empty() ? (regress ? "identity" : "softmax") : f.output);
-  });
-  spec.loss = for_flag("--loss", [&] {
-    return parse_loss(f.loss.empty() ? (regress ? "quadratic" : "cross-entropy") : f.loss);
-  });
+  // Defaults follow the task and each other: cross-entropy pairs with softmax; the quadratic loss
+  // with a sigmoid output (the derivation's network) or, for regression, an identity output.
+  const std::string loss = f.loss.empty() ? (regress ? "quadratic" : "cross-entropy") : f.loss;
+  const std::string output = !f.output.empty()     ? f.output
+                             : regress             ? "identity"
+                             : loss == "quadratic" ? "sigmoid"
+                                                   : "softmax";
+  parse_spec_flags(spec, f.activation, output, loss);
   spec.leaky_slope = f.leaky_slope;
   Init init = f.init == "auto" ? default_init(spec.hidden)
                                : for_flag("--init", [&] { return parse_init(f.init); });
@@ -276,8 +277,8 @@ Run add_train(CLI::App& app) {
   cmd->add_option("--activation", f->activation,
                   "hidden activation: sigmoid, tanh, relu, leaky-relu, identity (default sigmoid)");
   cmd->add_option("--output", f->output,
-                  "output activation: softmax, sigmoid, identity (default softmax; identity for "
-                  "regression)");
+                  "output activation: softmax, sigmoid, identity (default softmax; sigmoid with "
+                  "--loss quadratic; identity for regression)");
   cmd->add_option("--loss", f->loss,
                   "quadratic or cross-entropy (default cross-entropy; quadratic for regression)");
   cmd->add_option("--leaky-slope", f->leaky_slope, "leaky ReLU slope for z < 0 (default 0.01)")

@@ -53,6 +53,7 @@ struct Dataset {
   // The columns the labels or targets came from: the CSV header names, or "column 7" without a
   // header; "label" for IDX.
   std::vector<std::string> label_columns;
+  std::string labels_source;  // the file the labels came from: the IDX labels file, or the CSV
 
   // classify: labels[i] in [0, class_names.size()); class_names[c] is the label as written in the
   // file ("3", "setosa"). Empty when the data has no labels (predict input).
@@ -117,6 +118,9 @@ struct CsvOptions {
   // Label (classify: exactly one) or target (regress: one or more) columns, each a header name or
   // a 0-based index (negative counts from the end: -1 is the last column). Empty: the last column.
   std::vector<std::string> label_columns;
+  // Used instead of the last column when label_columns is empty and the file has a header (eval
+  // passes the trained model's label column names). Never forces a header.
+  std::vector<std::string> default_label_columns;
   // false: the file holds features only (predict). label_columns is then ignored, unless
   // feature_names is given and the file has a header, in which case unknown columns are ignored.
   bool labels_required = true;

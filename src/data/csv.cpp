@@ -479,6 +479,7 @@ Layout plan_columns(const CsvOptions& options, const std::vector<std::string>& h
   const bool with_labels = options.labels_required;
   if (with_labels) {
     std::vector<std::string> specs = options.label_columns;
+    if (specs.empty() && has_header) specs = options.default_label_columns;
     if (specs.empty()) specs.push_back("-1");
     if (options.task == Task::kClassify && specs.size() != 1) {
       throw Error(ErrorCode::kUsage, name +
@@ -801,6 +802,7 @@ Dataset parse_csv(std::span<const std::uint8_t> bytes, const std::string& name,
   Dataset ds;
   ds.source = name;
   ds.format = DataFormat::kCsv;
+  ds.labels_source = name;
   ds.task = options.task;
   ds.n = n;
   ds.n_features = static_cast<Index>(layout.features.size());

@@ -544,6 +544,7 @@ Dataset load_idx(const std::string& images_path, const std::string& labels_path,
   ds.class_names.reserve(static_cast<std::size_t>(max_label + 1));
   for (std::int64_t c = 0; c <= max_label; ++c) ds.class_names.push_back(std::to_string(c));
   ds.label_columns = {"label"};
+  ds.labels_source = lab.place.name;
   return ds;
 }
 

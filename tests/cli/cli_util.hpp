@@ -1,0 +1,201 @@
+// Helpers for the command-line tests: run the built backprop binary with posix_spawn (stdout and
+// stderr captured to separate files, stdin from /dev/null, killed after a timeout so that a hang
+// fails the test instead of blocking it), temporary directories, and writers for the small files
+// the tests make (IDX written big-endian byte by byte, gzip via zlib, CSV text). Nothing here uses
+// the library's readers, so a test cannot agree with a bug by sharing code with it.
+#pragma once
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <random>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+extern char** environ;
+
+namespace backprop::cli_test {
+
+using Bytes = std::vector<std::uint8_t>;
+
+// What a finished (or killed) run of the CLI left behind.
+struct RunResult {
+  bool timed_out = false;  // killed after RunOptions::timeout
+  bool exited = false;     // ended through exit(), not a signal
+  int exit_code = -1;      // valid when exited
+  int term_signal = 0;     // valid when !exited
+  std::string out, err;    // everything written to stdout and stderr
+
+  // For failure messages: how it ended and what it printed.
+  std::string describe() const {
+    std::string s = timed_out ? "timed out (killed)"
+                    : exited  ? "exit " + std::to_string(exit_code)
+                              : "killed by signal " + std::to_string(term_signal);
+    return s + "\n--- stderr ---\n" + err + "--- stdout ---\n" + out.substr(0, 4000);
+  }
+};
+
+struct RunOptions {
+  // Every command of these tests takes well under a second; a minute means a hang.
+  std::chrono::seconds timeout{60};
+  // Connect stdout to a pipe whose read end is already closed (`backprop train | head -0`).
+  bool stdout_to_closed_pipe = false;
+};
+
+inline std::string read_text(const std::filesystem::path& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+
+inline Bytes read_bytes(const std::filesystem::path& path) {
+  std::ifstream f(path, std::ios::binary);
+  return Bytes(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+
+inline void write_bytes(const std::filesystem::path& path, const Bytes& bytes) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  if (!f) throw std::runtime_error("cannot write " + path.string());
+}
+
+inline void write_text(const std::filesystem::path& path, const std::string& text) {
+  write_bytes(path, Bytes(text.begin(), text.end()));
+}
+
+// Runs `program args...`; captures go to capture_dir/{stdout,stderr}_N. Throws only when the
+// process cannot be started at all.
+inline RunResult run_process(const std::string& program, const std::vector<std::string>& args,
+                             const std::filesystem::path& capture_dir,
+                             const RunOptions& options = {}) {
+  static int counter = 0;
+  const std::string n = std::to_string(counter++);
+  const std::string out_path = (capture_dir / ("stdout_" + n)).string();
+  const std::string err_path = (capture_dir / ("stderr_" + n)).string();
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  int pipe_write = -1;
+  if (options.stdout_to_closed_pipe) {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
+    // Close the read end before the child starts: its first write to stdout must meet EPIPE.
+    ::close(fds[0]);
+    pipe_write = fds[1];
+    posix_spawn_file_actions_adddup2(&actions, pipe_write, 1);
+  } else {
+    posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                     0644);
+  }
+  posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                   0644);
+
+  std::vector<std::string> argv_text = {program};
+  argv_text.insert(argv_text.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (std::string& a : argv_text) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  pid_t pid = 0;
+  int rc = ::posix_spawn(&pid, program.c_str(), &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (pipe_write >= 0) ::close(pipe_write);
+  if (rc != 0)
+    throw std::runtime_error("posix_spawn " + program + " failed: errno " + std::to_string(rc));
+
+  RunResult r;
+  int status = 0;
+  const auto deadline = std::chrono::steady_clock::now() + options.timeout;
+  for (;;) {
+    pid_t w = ::waitpid(pid, &status, WNOHANG);
+    if (w == pid) break;
+    if (w < 0) throw std::runtime_error("waitpid failed");
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      r.timed_out = true;
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  r.exited = WIFEXITED(status);
+  if (r.exited) r.exit_code = WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) r.term_signal = WTERMSIG(status);
+  if (!options.stdout_to_closed_pipe) r.out = read_text(out_path);
+  r.err = read_text(err_path);
+  return r;
+}
+
+// Names of the entries of a directory (not recursive), sorted.
+inline std::set<std::string> list_dir(const std::filesystem::path& dir) {
+  std::set<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    names.insert(e.path().filename().string());
+  }
+  return names;
+}
+
+// ---------------------------------------------------------------------------------------------
+// File makers
+
+inline void put_be32(Bytes& out, std::uint32_t v) {
+  for (int k = 3; k >= 0; --k) out.push_back(static_cast<std::uint8_t>(v >> (8 * k)));
+}
+
+// An IDX file: 00 00 type ndims, big-endian u32 dims, then `payload` as given.
+inline Bytes idx_bytes(std::uint8_t type, const std::vector<std::uint32_t>& dims,
+                       const Bytes& payload) {
+  Bytes out = {0, 0, type, static_cast<std::uint8_t>(dims.size())};
+  for (std::uint32_t d : dims) put_be32(out, d);
+  out.insert(out.end(), payload.begin(), payload.end());
+  return out;
+}
+
+inline Bytes gzip_bytes(const Bytes& data) {
+  z_stream zs{};
+  if (deflateInit2(&zs, Z_BEST_COMPRESSION, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) !=
+      Z_OK) {
+    throw std::runtime_error("deflateInit2 failed");
+  }
+  Bytes out(deflateBound(&zs, static_cast<uLong>(data.size())) + 64);
+  zs.next_in = const_cast<Bytef*>(data.data());
+  zs.avail_in = static_cast<uInt>(data.size());
+  zs.next_out = out.data();
+  zs.avail_out = static_cast<uInt>(out.size());
+  int rc = deflate(&zs, Z_FINISH);
+  out.resize(zs.total_out);
+  deflateEnd(&zs);
+  if (rc != Z_STREAM_END) throw std::runtime_error("deflate failed");
+  return out;
+}
+
+// Normal deviates from mt19937 (whose output the standard fixes) by Box-Muller, so the data is
+// the same with every standard library.
+class Gaussian {
+ public:
+  explicit Gaussian(std::uint32_t seed) : gen_(seed) {}
+  double uniform() { return (static_cast<double>(gen_()) + 0.5) / 4294967296.0; }
+  double operator()() {
+    double u = uniform(), v = uniform();
+    return std::sqrt(-2.0 * std::log(u)) * std::cos(6.283185307179586 * v);
+  }
+  std::uint32_t bits() { return static_cast<std::uint32_t>(gen_()); }
+
+ private:
+  std::mt19937 gen_;
+};
+
+}  // namespace backprop::cli_test

@@ -4,6 +4,7 @@
 #   make test             build with warnings as errors and run the whole test suite
 #   make bench-accuracy   the accuracy reference runs of the README (minutes; not part of test)
 JOBS ?= $(shell nproc)
+MAKEFLAGS += --no-print-directory
 RUN_FLAGS ?=
 
 .PHONY: run test build setup bench-accuracy clean

@@ -22,6 +22,7 @@
 #include "backprop/data.hpp"
 #include "backprop/error.hpp"
 #include "data/gzip.hpp"
+#include "data/names.hpp"
 
 namespace backprop {
 
@@ -546,8 +547,8 @@ Layout plan_columns(const CsvOptions& options, const std::vector<std::string>& h
     for (std::size_t col = 0; col < columns; ++col) {
       if (is_label(col)) continue;
       layout.features.push_back(col);
-      layout.feature_names.push_back(has_header ? header[col]
-                                                : "x" + std::to_string(layout.features.size() - 1));
+      layout.feature_names.push_back(
+          has_header ? header[col] : detail::default_feature_name(layout.features.size() - 1));
     }
   }
   if (layout.features.empty()) {

@@ -19,6 +19,7 @@
 #include "backprop/data.hpp"
 #include "backprop/error.hpp"
 #include "data/gzip.hpp"
+#include "data/names.hpp"
 #include "util/checked.hpp"
 
 namespace backprop {
@@ -459,7 +460,9 @@ Dataset images_dataset(DecodedIdx& img) {
     }
   }
   ds.feature_names.reserve(static_cast<std::size_t>(ds.n_features));
-  for (Index j = 0; j < ds.n_features; ++j) ds.feature_names.push_back("x" + std::to_string(j));
+  for (Index j = 0; j < ds.n_features; ++j) {
+    ds.feature_names.push_back(detail::default_feature_name(static_cast<std::size_t>(j)));
+  }
   return ds;
 }
 

@@ -11,24 +11,12 @@
 
 #include "backprop/optimizer.hpp"
 #include "backprop/rng.hpp"
+#include "test_util.hpp"
 
 namespace backprop {
 namespace {
 
-double act(Activation f, double z, double slope) {
-  switch (f) {
-    case Activation::kSigmoid:
-      return 1 / (1 + std::exp(-z));
-    case Activation::kTanh:
-      return std::tanh(z);
-    case Activation::kRelu:
-      return z > 0 ? z : 0;
-    case Activation::kLeakyRelu:
-      return z > 0 ? z : slope * z;
-    default:
-      return z;
-  }
-}
+using test::activation_reference;
 
 // One example through the net with plain loops: Σ_i w_ji x_i + b_j, the derivation's form.
 std::vector<double> naive_forward(const ModelD& m, std::vector<double> x) {
@@ -47,7 +35,7 @@ std::vector<double> naive_forward(const ModelD& m, std::vector<double> x) {
       for (double& v : z) sum += (v = std::exp(v - mx));
       for (double& v : z) v /= sum;
     } else {
-      for (double& v : z) v = act(f, v, m.spec().leaky_slope);
+      for (double& v : z) v = activation_reference(f, v, m.spec().leaky_slope);
     }
     x = z;
   }

@@ -16,19 +16,20 @@
 #include <string>
 #include <vector>
 
-#include <unistd.h>
-
 #include <nlohmann/json.hpp>
 
 #include "backprop/activation.hpp"
 #include "backprop/loss.hpp"
 #include "backprop/model.hpp"
 #include "backprop/rng.hpp"
+#include "test_util.hpp"
 
 namespace backprop {
 namespace {
 
 using nlohmann::json;
+using test::activation_reference;
+using test::TempDir;
 
 // B.4.9's bound. Both sides compute in float64 on O(1) values through a few dozen operations, so
 // they differ by a few ulps (~1e-15); 1e-12 leaves room for summation order but not for a wrong
@@ -116,21 +117,6 @@ MatrixD pre_activations(const ModelD& m, Index l, const MatrixD& x) {
   return z;
 }
 
-double apply(Activation f, double z, double slope) {
-  switch (f) {
-    case Activation::kSigmoid:
-      return 1 / (1 + std::exp(-z));
-    case Activation::kTanh:
-      return std::tanh(z);
-    case Activation::kRelu:
-      return z > 0 ? z : 0;
-    case Activation::kLeakyRelu:
-      return z > 0 ? z : slope * z;
-    default:
-      return z;
-  }
-}
-
 // Fixed pseudo-random weights, biases, inputs and targets. Each hidden unit's bias is then nudged
 // by the smallest multiple of 0.1 that keeps all of its batch's pre-activations at least
 // kKinkMargin away from 0, layer by layer, so that no case sits on ReLU's kink.
@@ -163,7 +149,7 @@ void fill_case(const Case& c, ModelD& m, MatrixD& x, MatrixD& y) {
     for (Index i = 0; i < z.rows(); ++i)
       for (Index j = 0; j < z.cols(); ++j) {
         EXPECT_GE(std::abs(z(i, j)), kKinkMargin) << "layer " << l << " unit " << j;
-        z(i, j) = apply(c.hidden, z(i, j), m.spec().leaky_slope);
+        z(i, j) = activation_reference(c.hidden, z(i, j), m.spec().leaky_slope);
       }
     in = z;
   }
@@ -242,10 +228,9 @@ TEST_P(ReferenceMlp, MatchesNumpyFloat64ForwardLossAndGradients) {
   in["x"] = matrix_json(x.view());
   in["y"] = matrix_json(y.view());
 
-  const auto dir = std::filesystem::temp_directory_path();
-  const std::string stem = "backprop_reference_" + std::to_string(getpid()) + "_" + case_name(c);
-  const std::string in_path = (dir / (stem + "_in.json")).string();
-  const std::string out_path = (dir / (stem + "_out.json")).string();
+  TempDir dir;
+  const std::string in_path = dir / "in.json";
+  const std::string out_path = dir / "out.json";
   {
     std::ofstream f(in_path);
     f << in.dump();  // nlohmann writes doubles with enough digits to round-trip
@@ -253,7 +238,6 @@ TEST_P(ReferenceMlp, MatchesNumpyFloat64ForwardLossAndGradients) {
   }
   auto [status, output] = run(shell_quote(kPython) + " " + shell_quote(kScript) + " " +
                               shell_quote(in_path) + " " + shell_quote(out_path));
-  std::filesystem::remove(in_path);
   ASSERT_EQ(status, 0) << "reference script failed: " << output;
   json ref;
   {
@@ -261,7 +245,6 @@ TEST_P(ReferenceMlp, MatchesNumpyFloat64ForwardLossAndGradients) {
     ASSERT_TRUE(f.good()) << out_path;
     ref = json::parse(f);
   }
-  std::filesystem::remove(out_path);
 
   EXPECT_LE(max_abs_diff(out, ref.at("output")), kMaxAbsDiff) << "forward output";
   EXPECT_LE(std::abs(loss - ref.at("loss").get<double>()), kMaxAbsDiff)

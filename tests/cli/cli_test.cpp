@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -148,7 +149,7 @@ class Fixtures {
     return f;
   }
 
-  fs::path data() const { return root_ / "data"; }
+  fs::path data() const { return root_.path() / "data"; }
   std::string at(const std::string& name) const { return (data() / name).string(); }
 
   // A fresh, empty directory for one test's outputs.
@@ -156,30 +157,24 @@ class Fixtures {
     const auto* info = testing::UnitTest::GetInstance()->current_test_info();
     std::string name = std::string(info->test_suite_name()) + "." + info->name();
     std::replace(name.begin(), name.end(), '/', '_');
-    fs::path p = root_ / "out" / name;
+    fs::path p = root_.path() / "out" / name;
     fs::remove_all(p);
     fs::create_directories(p);
     return p;
   }
 
   RunResult run(const std::vector<std::string>& args, const RunOptions& options = {}) const {
-    return run_process(BACKPROP_CLI, args, root_ / "captures", options);
+    return run_process(BACKPROP_CLI, args, root_.path() / "captures", options);
   }
 
   Fixtures(const Fixtures&) = delete;
   Fixtures& operator=(const Fixtures&) = delete;
-  ~Fixtures() {
-    std::error_code ec;
-    fs::remove_all(root_, ec);
-  }
 
  private:
   Fixtures() {
-    root_ = fs::temp_directory_path() / ("backprop_cli_test_" + std::to_string(::getpid()));
-    fs::remove_all(root_);
     fs::create_directories(data());
-    fs::create_directories(root_ / "captures");
-    fs::create_directories(root_ / "out");
+    fs::create_directories(root_.path() / "captures");
+    fs::create_directories(root_.path() / "out");
     make_csv();
     make_idx();
     make_models();
@@ -211,11 +206,11 @@ class Fixtures {
     const Bytes labs = idx_bytes(kU8, {kImages}, labels_mod(kImages, 3));
     write_bytes(at("imgs.idx"), imgs);
     write_bytes(at("labs.idx"), labs);
-    write_bytes(at("labs.idx.gz"), gzip_bytes(labs));
+    write_bytes(at("labs.idx.gz"), gzip_bytes(labs, Z_BEST_COMPRESSION));
     const Bytes test_imgs =
         idx_bytes(kU8, {kTestImages, kSide, kSide}, random_pixels(kTestImages, 5));
     const Bytes test_labs = idx_bytes(kU8, {kTestImages}, labels_mod(kTestImages, 3));
-    write_bytes(at("test_imgs.idx.gz"), gzip_bytes(test_imgs));
+    write_bytes(at("test_imgs.idx.gz"), gzip_bytes(test_imgs, Z_BEST_COMPRESSION));
     write_bytes(at("test_labs.idx"), test_labs);
     // Labels 0..3: class 3 is one the 3-class IDX model never saw.
     write_bytes(at("labs4.idx"), idx_bytes(kU8, {kImages}, labels_mod(kImages, 4)));
@@ -223,12 +218,14 @@ class Fixtures {
     // --data DIR: the four standard names, two raw and two gzip.
     fs::create_directories(data() / "mnist");
     write_bytes(data() / "mnist" / "train-images-idx3-ubyte", imgs);
-    write_bytes(data() / "mnist" / "train-labels-idx1-ubyte.gz", gzip_bytes(labs));
-    write_bytes(data() / "mnist" / "t10k-images-idx3-ubyte.gz", gzip_bytes(test_imgs));
+    write_bytes(data() / "mnist" / "train-labels-idx1-ubyte.gz",
+                gzip_bytes(labs, Z_BEST_COMPRESSION));
+    write_bytes(data() / "mnist" / "t10k-images-idx3-ubyte.gz",
+                gzip_bytes(test_imgs, Z_BEST_COMPRESSION));
     write_bytes(data() / "mnist" / "t10k-labels-idx1-ubyte", test_labs);
 
     // Bad files.
-    const Bytes gz = gzip_bytes(imgs);
+    const Bytes gz = gzip_bytes(imgs, Z_BEST_COMPRESSION);
     write_bytes(at("imgs_truncated.idx.gz"), Bytes(gz.begin(), gz.begin() + gz.size() / 2));
     Bytes corrupt = gz;
     corrupt[10] = 0xFF;  // the first deflate byte: BFINAL 1, BTYPE 11 (reserved)
@@ -265,8 +262,7 @@ class Fixtures {
   // and the offsets stay right).
   static Bytes replace_in_header(Bytes b, const std::string& from, const std::string& to) {
     if (from.size() != to.size()) throw std::runtime_error("replace_in_header: lengths differ");
-    std::uint64_t n = 0;
-    for (int i = 7; i >= 0; --i) n = (n << 8) | b[static_cast<std::size_t>(i)];
+    const std::uint64_t n = read_le64(b);
     std::string header(b.begin() + 8, b.begin() + 8 + static_cast<std::ptrdiff_t>(n));
     std::size_t at = header.find(from);
     if (at == std::string::npos) throw std::runtime_error("replace_in_header: no '" + from + "'");
@@ -307,10 +303,8 @@ class Fixtures {
 
     const Bytes good = read_bytes(at("blobs.safetensors"));
     write_bytes(at("model_truncated.safetensors"), Bytes(good.begin(), good.end() - 7));
-    Bytes hlen = good;
-    const std::uint64_t past = good.size();  // 8 + N > file size
-    for (int i = 0; i < 8; ++i)
-      hlen[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(past >> (8 * i));
+    Bytes hlen = le64(good.size());  // 8 + N > file size
+    hlen.insert(hlen.end(), good.begin() + 8, good.end());
     write_bytes(at("model_hlen.safetensors"), hlen);
     write_bytes(at("model_badjson.safetensors"),
                 replace_in_header(good, "\"format\":\"", "\"format\" \""));
@@ -325,7 +319,7 @@ class Fixtures {
     write_bytes(at("model_nometa.safetensors"), serialize_safetensors(st));
   }
 
-  fs::path root_;
+  TempDir root_;  // removed at exit, with everything in it
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -603,7 +597,7 @@ TEST_P(BadInput, FailsCleanly) {
   const BadInputCase& c = GetParam();
   Fixtures& fx = Fixtures::get();
   const fs::path out = fx.out_dir();
-  const std::set<std::string> data_before = list_dir(fx.data());
+  const std::vector<std::string> data_before = list_dir(fx.data());
   std::vector<std::string> args = with_paths(c.args, fx.data().string(), out.string());
 
   RunResult r = fx.run(args);
@@ -704,7 +698,7 @@ TEST(Train, PrintsOneTableLinePerEpochAndLogsEachEpochAsJson) {
     EXPECT_LE(j["val_accuracy"].get<double>(), 1.0);
   }
   EXPECT_TRUE(fs::is_regular_file(out / "m.safetensors"));
-  EXPECT_EQ(list_dir(out), (std::set<std::string>{"log.jsonl", "m.safetensors"}));
+  EXPECT_EQ(list_dir(out), (std::vector<std::string>{"log.jsonl", "m.safetensors"}));
 }
 
 TEST(Eval, JsonHasAccuracyAndAConfusionMatrixSummingToTheExamples) {
@@ -791,7 +785,7 @@ TEST(Predict, WritesTheSameCsvAtomicallyToOutput) {
                               fx.at("blobs_reordered.csv"), "--output", (out / "p.csv").string(),
                               "--threads", "1"});
   EXPECT_EQ(to_file.out, "");
-  EXPECT_EQ(list_dir(out), std::set<std::string>{"p.csv"});  // no temporary left behind
+  EXPECT_EQ(list_dir(out), std::vector<std::string>{"p.csv"});  // no temporary left behind
   EXPECT_EQ(read_text(out / "p.csv"), to_stdout.out);
   expect_blob_predictions(to_stdout.out);
 }

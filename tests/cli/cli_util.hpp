@@ -1,8 +1,9 @@
 // Helpers for the command-line tests: run the built backprop binary with posix_spawn (stdout and
 // stderr captured to separate files, stdin from /dev/null, killed after a timeout so that a hang
-// fails the test instead of blocking it), temporary directories, and writers for the small files
-// the tests make (IDX written big-endian byte by byte, gzip via zlib, CSV text). Nothing here uses
-// the library's readers, so a test cannot agree with a bug by sharing code with it.
+// fails the test instead of blocking it), and writers for the small files the tests make (IDX
+// written big-endian byte by byte, CSV text); temporary directories, whole-file reads and writes
+// and gzip come from test_util.hpp. Nothing here uses the library's readers, so a test cannot
+// agree with a bug by sharing code with it.
 #pragma once
 
 #include <fcntl.h>
@@ -10,7 +11,6 @@
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include <chrono>
 #include <cmath>
@@ -19,17 +19,25 @@
 #include <fstream>
 #include <iterator>
 #include <random>
-#include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "test_util.hpp"
+
 extern char** environ;
 
 namespace backprop::cli_test {
 
-using Bytes = std::vector<std::uint8_t>;
+using test::Bytes;
+using test::gzip_bytes;
+using test::le64;
+using test::list_dir;
+using test::read_bytes;
+using test::read_le64;
+using test::TempDir;
+using test::write_bytes;
 
 // What a finished (or killed) run of the CLI left behind.
 struct RunResult {
@@ -58,17 +66,6 @@ struct RunOptions {
 inline std::string read_text(const std::filesystem::path& path) {
   std::ifstream f(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-}
-
-inline Bytes read_bytes(const std::filesystem::path& path) {
-  std::ifstream f(path, std::ios::binary);
-  return Bytes(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-}
-
-inline void write_bytes(const std::filesystem::path& path, const Bytes& bytes) {
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-  if (!f) throw std::runtime_error("cannot write " + path.string());
 }
 
 inline void write_text(const std::filesystem::path& path, const std::string& text) {
@@ -139,15 +136,6 @@ inline RunResult run_process(const std::string& program, const std::vector<std::
   return r;
 }
 
-// Names of the entries of a directory (not recursive), sorted.
-inline std::set<std::string> list_dir(const std::filesystem::path& dir) {
-  std::set<std::string> names;
-  for (const auto& e : std::filesystem::directory_iterator(dir)) {
-    names.insert(e.path().filename().string());
-  }
-  return names;
-}
-
 // ---------------------------------------------------------------------------------------------
 // File makers
 
@@ -161,24 +149,6 @@ inline Bytes idx_bytes(std::uint8_t type, const std::vector<std::uint32_t>& dims
   Bytes out = {0, 0, type, static_cast<std::uint8_t>(dims.size())};
   for (std::uint32_t d : dims) put_be32(out, d);
   out.insert(out.end(), payload.begin(), payload.end());
-  return out;
-}
-
-inline Bytes gzip_bytes(const Bytes& data) {
-  z_stream zs{};
-  if (deflateInit2(&zs, Z_BEST_COMPRESSION, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) !=
-      Z_OK) {
-    throw std::runtime_error("deflateInit2 failed");
-  }
-  Bytes out(deflateBound(&zs, static_cast<uLong>(data.size())) + 64);
-  zs.next_in = const_cast<Bytef*>(data.data());
-  zs.avail_in = static_cast<uInt>(data.size());
-  zs.next_out = out.data();
-  zs.avail_out = static_cast<uInt>(out.size());
-  int rc = deflate(&zs, Z_FINISH);
-  out.resize(zs.total_out);
-  deflateEnd(&zs);
-  if (rc != Z_STREAM_END) throw std::runtime_error("deflate failed");
   return out;
 }
 

@@ -2,7 +2,6 @@
 // lines), header detection, label and feature selection, class ordering, the number grammar, and
 // every bad file of RELIABILITY.md cases 31-40.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <bit>
 #include <chrono>
@@ -19,9 +18,12 @@
 
 #include "backprop/data.hpp"
 #include "backprop/error.hpp"
+#include "test_util.hpp"
 
 namespace backprop {
 namespace {
+
+using namespace backprop::test;
 
 std::span<const std::uint8_t> bytes_of(const std::string& s) {
   return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
@@ -37,20 +39,6 @@ CsvOptions regress(std::vector<std::string> label_columns) {
   o.task = Task::kRegress;
   o.label_columns = std::move(label_columns);
   return o;
-}
-
-template <class F>
-void expect_error(F&& f, ErrorCode code, const std::vector<std::string>& parts) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an Error";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), code) << e.what();
-    std::string msg = e.what();
-    for (const auto& p : parts)
-      EXPECT_NE(msg.find(p), std::string::npos) << msg << "\n  lacks: " << p;
-    EXPECT_EQ(msg.find('\n'), std::string::npos) << "message must be one line: " << msg;
-  }
 }
 
 using Floats = std::vector<float>;
@@ -318,17 +306,15 @@ TEST(ParseCsv, ReadsPredictInputWithoutLabels) {
 }
 
 TEST(ParseCsv, ReadsFromAFile) {
-  std::string path = (std::filesystem::temp_directory_path() /
-                      ("backprop_csv_test_" + std::to_string(::getpid()) + ".csv"))
-                         .string();
+  TempDir dir;
+  std::string path = dir / "t.csv";
   std::ofstream(path) << "a,label\n1,x\n2,y\n";
   Dataset ds = load_csv(path, {}, {});
   EXPECT_EQ(ds.source, path);
   EXPECT_EQ(ds.n, 2);
   std::filesystem::remove(path);
   expect_error([&] { load_csv(path, {}, {}); }, ErrorCode::kIo, {path, "open"});
-  expect_error([&] { load_csv(std::filesystem::temp_directory_path().string(), {}, {}); },
-               ErrorCode::kIo, {"directory"});
+  expect_error([&] { load_csv(dir.path(), {}, {}); }, ErrorCode::kIo, {"directory"});
 }
 
 struct BadCase {

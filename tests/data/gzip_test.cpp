@@ -3,7 +3,6 @@
 #include "data/gzip.hpp"
 
 #include <gtest/gtest.h>
-#include <zlib.h>
 
 #include <chrono>
 #include <cstdint>
@@ -12,26 +11,12 @@
 #include <vector>
 
 #include "backprop/error.hpp"
+#include "test_util.hpp"
 
 namespace backprop::detail {
 namespace {
 
-using Bytes = std::vector<std::uint8_t>;
-
-// One gzip member holding `data`, written by zlib's own deflate.
-Bytes gzip(const Bytes& data, int level = Z_DEFAULT_COMPRESSION) {
-  z_stream zs{};
-  EXPECT_EQ(deflateInit2(&zs, level, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY), Z_OK);
-  Bytes out(deflateBound(&zs, static_cast<uLong>(data.size())) + 64);
-  zs.next_in = const_cast<Bytef*>(data.data());
-  zs.avail_in = static_cast<uInt>(data.size());
-  zs.next_out = out.data();
-  zs.avail_out = static_cast<uInt>(out.size());
-  EXPECT_EQ(deflate(&zs, Z_FINISH), Z_STREAM_END);
-  out.resize(zs.total_out);
-  deflateEnd(&zs);
-  return out;
-}
+using namespace backprop::test;
 
 Bytes random_bytes(std::size_t n, std::uint32_t seed) {
   std::mt19937 rng(seed);
@@ -41,38 +26,18 @@ Bytes random_bytes(std::size_t n, std::uint32_t seed) {
   return b;
 }
 
-Bytes concat(Bytes a, const Bytes& b) {
-  a.insert(a.end(), b.begin(), b.end());
-  return a;
-}
-
-// Runs f, expects Error with `code` whose message holds every one of `parts`.
-template <class F>
-void expect_error(F&& f, ErrorCode code, const std::vector<std::string>& parts) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an Error";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), code) << e.what();
-    std::string msg = e.what();
-    for (const auto& p : parts)
-      EXPECT_NE(msg.find(p), std::string::npos) << msg << "\n  lacks: " << p;
-    EXPECT_EQ(msg.find('\n'), std::string::npos) << "message must be one line: " << msg;
-  }
-}
-
 TEST(GzipDecoder, RoundTripsOneMember) {
   Bytes data = random_bytes(100000, 1);
-  EXPECT_EQ(gzip_decode_all(gzip(data), "x.gz", 1 << 20), data);
+  EXPECT_EQ(gzip_decode_all(gzip_bytes(data), "x.gz", 1 << 20), data);
 }
 
 TEST(GzipDecoder, RoundTripsAnEmptyMember) {
-  EXPECT_TRUE(gzip_decode_all(gzip({}), "x.gz", 1 << 20).empty());
+  EXPECT_TRUE(gzip_decode_all(gzip_bytes({}), "x.gz", 1 << 20).empty());
 }
 
 TEST(GzipDecoder, ReadsInSmallPiecesWithTheSameResult) {
   Bytes data = random_bytes(50000, 2);
-  Bytes gz = gzip(data);
+  Bytes gz = gzip_bytes(data);
   GzipDecoder dec(gz, "x.gz");
   Bytes out;
   std::uint8_t piece[7];
@@ -88,7 +53,8 @@ TEST(GzipDecoder, ReadsInSmallPiecesWithTheSameResult) {
 
 TEST(GzipDecoder, DecodesConcatenatedMembersInOrder) {
   Bytes a = random_bytes(3000, 3), b = random_bytes(5000, 4), c = random_bytes(1, 5);
-  Bytes gz = concat(concat(concat(gzip(a), gzip({})), gzip(b, 1)), gzip(c, 9));
+  Bytes gz =
+      concat(concat(concat(gzip_bytes(a), gzip_bytes({})), gzip_bytes(b, 1)), gzip_bytes(c, 9));
   EXPECT_EQ(gzip_decode_all(gz, "multi.gz", 1 << 20), concat(concat(a, b), c));
 }
 
@@ -99,7 +65,7 @@ constexpr double kFailFastSeconds = 1.0;
 TEST(GzipDecoder, StopsAtTheCapWithoutDecodingTheRest) {
   // 64 MiB of zeros compress to about 64 KiB: a bomb at roughly 1000:1.
   Bytes zeros(std::size_t{64} << 20, 0);
-  Bytes gz = gzip(zeros, 9);
+  Bytes gz = gzip_bytes(zeros, 9);
   zeros = {};
   auto start = std::chrono::steady_clock::now();
   expect_error([&] { gzip_decode_all(gz, "bomb.gz", 1 << 20); }, ErrorCode::kLimit,
@@ -118,7 +84,7 @@ TEST(GzipDecoder, BoundsTheDecodedSizeByTheCompressedSize) {
   EXPECT_EQ(gzip_max_decoded_bytes(UINT64_MAX / 2), UINT64_MAX);  // saturates, never wraps
   // The real ratio of zlib at its best stays under the bound.
   Bytes zeros(std::size_t{16} << 20, 0);
-  EXPECT_LE(zeros.size(), gzip_max_decoded_bytes(gzip(zeros, 9).size()));
+  EXPECT_LE(zeros.size(), gzip_max_decoded_bytes(gzip_bytes(zeros, 9).size()));
 }
 
 struct BadCase {
@@ -130,7 +96,7 @@ struct BadCase {
 
 std::vector<BadCase> bad_cases() {
   Bytes data = random_bytes(20000, 6);
-  Bytes gz = gzip(data);
+  Bytes gz = gzip_bytes(data);
   std::vector<BadCase> cases;
   cases.push_back({"cut last 10 bytes",
                    Bytes(gz.begin(), gz.end() - 10),
@@ -209,7 +175,7 @@ TEST(GzipDecoder, RejectsEveryBrokenStreamWithOneLineNamingTheCheck) {
 
 TEST(GzipDecoder, RejectsFlippedBytesAnywhereInTheBody) {
   Bytes data = random_bytes(20000, 7);
-  Bytes gz = gzip(data);
+  Bytes gz = gzip_bytes(data);
   std::mt19937 rng(8);
   int rejected = 0;
   for (int trial = 0; trial < 200; ++trial) {
@@ -230,14 +196,14 @@ TEST(GzipDecoder, RejectsFlippedBytesAnywhereInTheBody) {
 }
 
 TEST(GzipDecoder, RejectsEveryTruncationWithoutHanging) {
-  Bytes gz = concat(gzip(random_bytes(3000, 9)), gzip(random_bytes(100, 10)));
+  Bytes gz = concat(gzip_bytes(random_bytes(3000, 9)), gzip_bytes(random_bytes(100, 10)));
   for (std::size_t len = 0; len < gz.size(); ++len) {
     SCOPED_TRACE(len);
     Bytes cut(gz.begin(), gz.begin() + static_cast<std::ptrdiff_t>(len));
     try {
       gzip_decode_all(cut, "cut.gz", 1 << 30);
       // Cutting exactly between members leaves a valid one-member file.
-      EXPECT_EQ(len, gzip(random_bytes(3000, 9)).size());
+      EXPECT_EQ(len, gzip_bytes(random_bytes(3000, 9)).size());
     } catch (const Error& e) {
       EXPECT_EQ(e.code(), ErrorCode::kFormat) << e.what();
     }

@@ -12,7 +12,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <limits>
@@ -20,55 +19,20 @@
 #include <string>
 #include <vector>
 
-#include <unistd.h>
-
 #include "backprop/error.hpp"
 #include "backprop/io.hpp"
 #include "backprop/model.hpp"
 #include "backprop/rng.hpp"
 #include "backprop/version.hpp"
+#include "test_util.hpp"
 
 namespace backprop {
 namespace {
 
-using Bytes = std::vector<std::uint8_t>;
+using namespace backprop::test;
 using testing::HasSubstr;
 
 constexpr const char* kName = "m.safetensors";
-
-// A fresh directory under the system temporary directory, removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    const auto* info = testing::UnitTest::GetInstance()->current_test_info();
-    path_ = std::filesystem::temp_directory_path() /
-            ("backprop_model_file_" + std::to_string(getpid()) + "_" + info->name());
-    std::filesystem::remove_all(path_);
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
-
-Bytes read_bytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return Bytes(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-}
-
-std::uint64_t header_length(const Bytes& b) {
-  std::uint64_t n = 0;
-  for (int i = 7; i >= 0; --i) n = (n << 8) | b[static_cast<std::size_t>(i)];
-  return n;
-}
 
 std::uint32_t bits_of(float f) {
   std::uint32_t u;
@@ -231,7 +195,7 @@ TEST(ModelFile, RoundTripsParametersMetadataAndPredictionsBitwise) {
   for (const RoundTripCase& c : round_trip_cases()) {
     SCOPED_TRACE(c.what);
     Model model = make_model(c.spec, seed++);
-    const std::string path = dir.file("model.safetensors");
+    const std::string path = dir / "model.safetensors";
     save_model(path, model, c.info);
     ModelFile loaded = load_model(path);
 
@@ -302,7 +266,7 @@ TEST(SerializeModel, LaysOutTensorsAsPyTorchSequentialNamesThem) {
   Model model = make_model(spec, 5);
   const Bytes bytes = serialize_model(model, info);
 
-  EXPECT_EQ(header_length(bytes) % 8, 0u);
+  EXPECT_EQ(read_le64(bytes) % 8, 0u);
   Safetensors st = parse_safetensors(bytes, kName, {});
   EXPECT_EQ(st.metadata.at("format"), "backprop-mlp");
   EXPECT_EQ(st.metadata.at("format_version"), "1");
@@ -355,8 +319,8 @@ TEST(ParseModel, LoadsFilesWhoseHeaderLengthBeginsLikeAPickle) {
     info.data_hash = std::string(pad, 'h');
     const Bytes bytes = serialize_model(model, info);
     if (bytes[0] != 0x80 || bytes[1] > 5) continue;
-    if (!pickle_like.insert(header_length(bytes)).second) continue;
-    SCOPED_TRACE("header length " + std::to_string(header_length(bytes)));
+    if (!pickle_like.insert(read_le64(bytes)).second) continue;
+    SCOPED_TRACE("header length " + std::to_string(read_le64(bytes)));
     try {
       ModelFile loaded = parse_model(bytes, kName, {});
       expect_same_parameters(loaded.model, model);
@@ -422,14 +386,12 @@ void put_float(Tensor& t, std::size_t i, float v) {
 // header length rewritten to match.
 Bytes with_header_edit(const std::string& from, const std::string& to) {
   const Bytes base = base_file();
-  const std::uint64_t n = header_length(base);
+  const std::uint64_t n = read_le64(base);
   std::string header(base.begin() + 8, base.begin() + 8 + static_cast<std::ptrdiff_t>(n));
   const auto at = header.find(from);
   BACKPROP_ASSERT(at != std::string::npos);
   header.replace(at, from.size(), to);
-  Bytes out;
-  for (int i = 0; i < 8; ++i)
-    out.push_back(static_cast<std::uint8_t>(std::uint64_t{header.size()} >> (8 * i)));
+  Bytes out = le64(header.size());
   out.insert(out.end(), header.begin(), header.end());
   out.insert(out.end(), base.begin() + 8 + static_cast<std::ptrdiff_t>(n), base.end());
   return out;
@@ -441,38 +403,6 @@ Bytes truncated(std::size_t length) {
   return b;
 }
 
-const char* code_name(ErrorCode code) {
-  switch (code) {
-    case ErrorCode::kUsage:
-      return "kUsage";
-    case ErrorCode::kIo:
-      return "kIo";
-    case ErrorCode::kFormat:
-      return "kFormat";
-    case ErrorCode::kData:
-      return "kData";
-    case ErrorCode::kModel:
-      return "kModel";
-    case ErrorCode::kLimit:
-      return "kLimit";
-    case ErrorCode::kNumeric:
-      return "kNumeric";
-  }
-  return "?";
-}
-
-// Runs `f`, which must throw Error(code) with a message holding every one of `says`.
-void expect_error(const std::function<void()>& f, ErrorCode code,
-                  const std::vector<std::string>& says) {
-  try {
-    f();
-    ADD_FAILURE() << "no error; expected " << code_name(code);
-  } catch (const Error& e) {
-    EXPECT_STREQ(code_name(e.code()), code_name(code)) << e.what();
-    for (const std::string& s : says) EXPECT_THAT(e.what(), HasSubstr(s));
-  }
-}
-
 struct Rejection {
   std::string what;
   Bytes bytes;
@@ -482,7 +412,7 @@ struct Rejection {
 
 std::vector<Rejection> rejections() {
   const Bytes base = base_file();
-  const std::size_t n = header_length(base);
+  const std::size_t n = read_le64(base);
   const std::size_t data_start = 8 + n;
   const auto set_meta = [](const std::string& key, const std::string& value) {
     return with([=](Safetensors& st) { st.metadata[key] = value; });
@@ -757,7 +687,7 @@ TEST(ParseModel, RejectsEveryTruncationAndAppend) {
 TEST(ParseModel, RejectsAHeaderOverTheConfiguredLimit) {
   const Bytes base = base_file();
   ReadLimits limits;
-  limits.max_header_bytes = header_length(base) - 1;
+  limits.max_header_bytes = read_le64(base) - 1;
   expect_error([&] { parse_model(base, kName, limits); }, ErrorCode::kLimit,
                {kName, "--max-header-bytes"});
 }
@@ -784,7 +714,7 @@ TEST(SerializeModel, RefusesNonFiniteParameters) {
 
 TEST(SaveModel, RefusesANanWeightAndLeavesTheExistingFileUntouched) {
   TempDir dir;
-  const std::string path = dir.file("model.safetensors");
+  const std::string path = dir / "model.safetensors";
   Model good = make_model(base_spec(), 1);
   save_model(path, good, base_info());
   const Bytes before = read_bytes(path);
@@ -796,16 +726,13 @@ TEST(SaveModel, RefusesANanWeightAndLeavesTheExistingFileUntouched) {
                {"refusing to save", "0.weight", "NaN"});
   EXPECT_EQ(read_bytes(path), before);
   // Nothing else was left behind (no temporary file).
-  std::vector<std::string> entries;
-  for (const auto& e : std::filesystem::directory_iterator(dir.path()))
-    entries.push_back(e.path().filename().string());
-  EXPECT_EQ(entries, std::vector<std::string>{"model.safetensors"});
+  EXPECT_EQ(dir.entries(), std::vector<std::string>{"model.safetensors"});
   expect_same_parameters(load_model(path).model, good);
 }
 
 TEST(SaveModel, ReplacesAnExistingFile) {
   TempDir dir;
-  const std::string path = dir.file("model.safetensors");
+  const std::string path = dir / "model.safetensors";
   save_model(path, make_model(base_spec(), 1), base_info());
   Model second = make_model(base_spec(), 2);
   save_model(path, second, base_info());
@@ -817,18 +744,18 @@ TEST(SaveModel, ReplacesAnExistingFile) {
 
 TEST(LoadModel, ReportsAMissingFileAsAnIoErrorNamingIt) {
   TempDir dir;
-  const std::string path = dir.file("absent.safetensors");
+  const std::string path = dir / "absent.safetensors";
   expect_error([&] { load_model(path); }, ErrorCode::kIo, {path});
 }
 
 TEST(LoadModel, ReportsADirectoryAsAnIoErrorNamingIt) {
   TempDir dir;
-  expect_error([&] { load_model(dir.path().string()); }, ErrorCode::kIo, {dir.path().string()});
+  expect_error([&] { load_model(dir.path()); }, ErrorCode::kIo, {dir.path()});
 }
 
 TEST(LoadModel, NamesThePathInFormatErrors) {
   TempDir dir;
-  const std::string path = dir.file("bad.safetensors");
+  const std::string path = dir / "bad.safetensors";
   {
     std::ofstream f(path, std::ios::binary);
     f << "not a model";

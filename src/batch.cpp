@@ -8,6 +8,7 @@
 #include <numeric>
 
 #include "backprop/rng.hpp"
+#include "kernels/kernels.hpp"
 
 namespace backprop {
 
@@ -58,16 +59,22 @@ void gather_batch(const Dataset& ds, std::span<const Index> rows, const Preproce
   const float* shift = pre.shift.data();
   const float* scale = pre.scale.data();
   const Index nf = ds.n_features;
+  const kernels::KernelTable& kt = kernels::active();
   for (Index i = 0; i < b; ++i) {
     const Index r = rows[static_cast<std::size_t>(i)];
     BACKPROP_DASSERT(r >= 0 && r < ds.n);
-    float* xi = x.row(i);
+    // Rows come in shuffled order from an array larger than the caches: ask for the next row's
+    // first lines while this one converts.
+    if (i + 1 < b) {
+      const Index next = rows[static_cast<std::size_t>(i + 1)];
+      const char* p = ds.x_u8.empty() ? reinterpret_cast<const char*>(ds.x_f32.data() + next * nf)
+                                      : reinterpret_cast<const char*>(ds.x_u8.data() + next * nf);
+      for (int line = 0; line < 4; ++line) __builtin_prefetch(p + 64 * line);
+    }
     if (!ds.x_u8.empty()) {
-      const std::uint8_t* src = ds.x_u8.data() + r * nf;
-      for (Index j = 0; j < nf; ++j) xi[j] = (static_cast<float>(src[j]) - shift[j]) * scale[j];
+      kt.scale_u8(ds.x_u8.data() + r * nf, shift, scale, x.row(i), nf);
     } else {
-      const float* src = ds.x_f32.data() + r * nf;
-      for (Index j = 0; j < nf; ++j) xi[j] = (src[j] - shift[j]) * scale[j];
+      kt.scale_f32(ds.x_f32.data() + r * nf, shift, scale, x.row(i), nf);
     }
   }
   if (y.empty()) return;

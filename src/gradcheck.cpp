@@ -18,10 +18,13 @@ GradcheckTensor compare_gradients(std::span<const double> analytic, std::span<co
   BACKPROP_ASSERT(analytic.size() == numeric.size());
   GradcheckTensor t;
   t.size = static_cast<Index>(analytic.size());
+  double largest = 0;
+  for (double gn : numeric) largest = std::max(largest, std::abs(gn));
+  const double floor = std::max(options.abs_floor, options.tensor_floor * largest);
   for (std::size_t i = 0; i < analytic.size(); ++i) {
     double ga = analytic[i], gn = numeric[i];
     double abs_err = std::abs(ga - gn);
-    double scale = std::max({std::abs(ga), std::abs(gn), options.abs_floor});
+    double scale = std::max({std::abs(ga), std::abs(gn), floor});
     double rel_err = abs_err / scale;
     // A NaN anywhere must fail, so compare in the form that is false for NaN.
     bool ok = rel_err <= options.rel_tol;
@@ -115,6 +118,22 @@ GradcheckReport gradcheck(const ModelSpec& spec, const GradcheckOptions& options
   model.forward(x);
   model.backward(x, y);
   std::vector<double> analytic(model.grads().begin(), model.grads().end());
+  GradcheckOptions rule = options;
+  if (options.precision == Precision::kFloat) {
+    // The same network and batch in float, on the path training takes.
+    Model fmodel = to_float(model);
+    Matrix fx(batch, n_in), fy(batch, n_out);
+    for (Index r = 0; r < batch; ++r) {
+      for (Index c = 0; c < n_in; ++c) fx(r, c) = static_cast<float>(x(r, c));
+      for (Index c = 0; c < n_out; ++c) fy(r, c) = static_cast<float>(y(r, c));
+    }
+    fmodel.forward(fx);
+    fmodel.backward(fx, fy);
+    analytic.assign(fmodel.grads().begin(), fmodel.grads().end());
+    rule.rel_tol = kFloatRelTol;
+    rule.abs_floor = kFloatAbsFloor;
+    rule.tensor_floor = kFloatTensorFloor;
+  }
 
   auto loss_at = [&]() {
     model.forward(x);
@@ -138,7 +157,7 @@ GradcheckReport gradcheck(const ModelSpec& spec, const GradcheckOptions& options
       params[i] = saved;
       numeric[i] = (8.0 * (f1 - fm1) - (f2 - fm2)) / (12.0 * h);
     }
-    GradcheckTensor t = compare_gradients(grads, numeric, options);
+    GradcheckTensor t = compare_gradients(grads, numeric, rule);
     t.layer = layer;
     t.is_bias = is_bias;
     report.tensors.push_back(t);

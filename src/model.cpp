@@ -195,7 +195,6 @@ void BasicModel<T>::backward(ConstMatrixViewT<T> x, ConstMatrixViewT<T> y) {
                                        " do not match the last forward pass (" +
                                        std::to_string(batch_) + " examples)");
   }
-  std::memset(grads_.data(), 0, static_cast<std::size_t>(grads_.size()) * sizeof(T));
   const T slope = static_cast<T>(spec_.leaky_slope);
   int cur = 0;
   auto buffer = [&](int which, Index cols) {
@@ -207,13 +206,12 @@ void BasicModel<T>::backward(ConstMatrixViewT<T> x, ConstMatrixViewT<T> y) {
   for (Index l = n_layers() - 1; l >= 0; --l) {
     auto u = static_cast<std::size_t>(l);
     ConstMatrixViewT<T> in = l == 0 ? x : acts_[u - 1].view().rows_range(0, batch_);
-    MatrixViewT<T> dx = l == 0 ? MatrixViewT<T>() : buffer(1 - cur, spec_.layers[u]);
+    MatrixViewT<T> dz_prev = l == 0 ? MatrixViewT<T>() : buffer(1 - cur, spec_.layers[u]);
     DenseGradsT<T> g{weight_grad(l), bias_grad(l).data()};
-    dense_backward<T>(in, layer_params(l), dz, g, dx);  // D5 (dx = Δ·W), D6, D7
-    if (l == 0) break;
-    // D5: Δ[l-1] = (Δ[l]·W[l]) ∘ g'(Z[l-1]), g' from the cached A[l-1].
-    activation_backward<T>(spec_.hidden, in, dx, dx, slope);
-    dz = dx;
+    // D5 (Δ[l-1] = (Δ[l]·W[l]) ∘ g'(Z[l-1]), g' from the cached A[l-1]), D6, D7.
+    dense_backward<T>(in, layer_params(l), dz, g, spec_.hidden, slope, dz_prev,
+                      /*accumulate=*/false);
+    dz = dz_prev;
     cur = 1 - cur;
   }
 }

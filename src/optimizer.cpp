@@ -3,6 +3,8 @@
 #include <cmath>
 #include <string>
 
+#include "kernels/kernels.hpp"
+
 namespace backprop {
 
 Sgd::Sgd(double lr) : Optimizer(lr) {
@@ -13,10 +15,9 @@ Sgd::Sgd(double lr) : Optimizer(lr) {
 
 void Sgd::step(std::span<float> params, std::span<const float> grads) {
   BACKPROP_ASSERT(params.size() == grads.size());
-  const auto lr = static_cast<float>(lr_);
-  float* p = params.data();
-  const float* g = grads.data();
-  for (std::size_t i = 0; i < params.size(); ++i) p[i] -= lr * g[i];
+  // θ += (−η)·g, vectorised on the active kernel table.
+  kernels::active().axpy(-static_cast<float>(lr_), grads.data(), params.data(),
+                         static_cast<Index>(params.size()));
 }
 
 double train_step(Model& model, ConstMatrixView x, ConstMatrixView y, Optimizer& opt) {

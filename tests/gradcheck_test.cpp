@@ -2,8 +2,11 @@
 // hidden layers and batches of 1 and 7, against five-point central differences in double.
 #include "backprop/gradcheck.hpp"
 
+#include "kernels/kernels.hpp"
+
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <tuple>
@@ -34,6 +37,17 @@ std::vector<Combo> all_combos() {
   return out;
 }
 
+std::string combo_name(const ::testing::TestParamInfo<Combo>& info) {
+  auto [h, o, l, depth, batch] = info.param;
+  std::string s = std::string(to_string(h)) + "_" + std::string(to_string(o)) + "_" +
+                  std::string(to_string(l)) + "_d" + std::to_string(depth) + "_b" +
+                  std::to_string(batch);
+  for (char& c : s) {
+    if (c == '-') c = '_';
+  }
+  return s;
+}
+
 class GradcheckAll : public ::testing::TestWithParam<Combo> {};
 
 TEST_P(GradcheckAll, AnalyticMatchesFiniteDifferences) {
@@ -60,18 +74,50 @@ TEST_P(GradcheckAll, AnalyticMatchesFiniteDifferences) {
   EXPECT_TRUE(report.passed());
 }
 
-std::string combo_name(const ::testing::TestParamInfo<Combo>& info) {
-  auto [h, o, l, depth, batch] = info.param;
-  std::string s = std::string(to_string(h)) + "_" + std::string(to_string(o)) + "_" +
-                  std::string(to_string(l)) + "_d" + std::to_string(depth) + "_b" +
-                  std::to_string(batch);
-  for (char& c : s) {
-    if (c == '-') c = '_';
+INSTANTIATE_TEST_SUITE_P(EveryPair, GradcheckAll, ::testing::ValuesIn(all_combos()), combo_name);
+
+// The float path training takes, on every kernel table this CPU runs, held to float32's tolerance
+// (kFloatRelTol) against the same double finite differences.
+class GradcheckFloat : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(GradcheckFloat, EveryPairPassesOnThisTable) {
+  const kernels::KernelTable* table = kernels::find(GetParam());
+  ASSERT_NE(table, nullptr);
+  const kernels::KernelTable& before = kernels::active();
+  kernels::set_active(*table);
+  double worst = 0;
+  for (const Combo& c : all_combos()) {
+    auto [hidden, output, loss, depth, batch] = c;
+    ModelSpec spec;
+    spec.layers = {5};
+    const Index widths[] = {7, 6, 4};
+    for (int d = 0; d < depth; ++d) spec.layers.push_back(widths[d]);
+    spec.layers.push_back(3);
+    spec.hidden = hidden;
+    spec.output = output;
+    spec.loss = loss;
+    GradcheckOptions options;
+    options.batch = batch;
+    options.seed = 3;
+    options.precision = Precision::kFloat;
+    GradcheckReport report = gradcheck(spec, options);
+    for (const auto& t : report.tensors) {
+      worst = std::max(worst, t.max_rel_err);
+      EXPECT_EQ(t.n_failed, 0) << combo_name(::testing::TestParamInfo<Combo>(c, 0)) << " layer "
+                               << t.layer << (t.is_bias ? " bias" : " weight") << ": max rel err "
+                               << t.max_rel_err;
+    }
   }
-  return s;
+  kernels::set_active(before);
+  RecordProperty("worst_rel_err", std::to_string(worst));
 }
 
-INSTANTIATE_TEST_SUITE_P(EveryPair, GradcheckAll, ::testing::ValuesIn(all_combos()), combo_name);
+INSTANTIATE_TEST_SUITE_P(EveryTable, GradcheckFloat, ::testing::ValuesIn([] {
+                           std::vector<std::string> names;
+                           for (const auto* kt : kernels::available()) names.push_back(kt->name);
+                           return names;
+                         }()),
+                         [](const auto& p) { return p.param; });
 
 TEST(Gradcheck, PassesOverManySeeds) {
   // RELIABILITY B.4.1: 100 seeds of a 3-layer tanh/softmax/cross-entropy net.
@@ -101,6 +147,15 @@ TEST(CompareGradients, FlagsAWrongGradient) {
   EXPECT_EQ(compare_gradients(analytic, numeric, options).n_failed, 0);
   analytic[0] = std::nan("");
   EXPECT_EQ(compare_gradients(analytic, numeric, options).n_failed, 1);
+  // The tensor floor: an error of 4e-5 on a gradient of 1e-3 fails at 1e-2 relative, and passes
+  // once the floor is 10% of the tensor's largest gradient (0.05): 4e-5 / 0.05 = 8e-4 < 1e-2.
+  GradcheckOptions loose;
+  loose.rel_tol = 1e-2;
+  analytic = numeric;
+  analytic[2] = 1e-3 + 4e-5;
+  EXPECT_EQ(compare_gradients(analytic, numeric, loose).n_failed, 1);
+  loose.tensor_floor = 0.1;
+  EXPECT_EQ(compare_gradients(analytic, numeric, loose).n_failed, 0);
 }
 
 }  // namespace

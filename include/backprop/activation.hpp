@@ -21,7 +21,9 @@ bool is_hidden_activation(Activation f);
 bool is_output_activation(Activation f);
 
 // D2: a = g(z), in place (a may alias z). `slope` is leaky ReLU's negative-side slope.
-// Sigmoid is evaluated so that exp never overflows; softmax subtracts the row maximum.
+// float runs on the active kernel table (vectorised exp, sigmoid and tanh, whose maximum errors
+// docs/gemm.md lists); double on std:: functions. Sigmoid is evaluated so that exp never
+// overflows; softmax subtracts the row maximum.
 template <class T>
 void activation_forward(Activation f, ConstMatrixViewT<T> z, MatrixViewT<T> a, T slope) noexcept;
 

@@ -22,17 +22,20 @@ struct DenseGradsT {
 };
 
 // D1: z = x·wᵀ + b (one matrix product for the whole batch); D2: a = g(z).
-// Writes z and a (B×O); a may be the same storage as z when z is not needed afterwards.
+// Writes z and a (B×O). When a is the same storage as z (z not needed afterwards), g is applied
+// to each tile inside the matrix product; otherwise z is written and a computed from it.
 template <class T>
 void dense_forward(ConstMatrixViewT<T> x, DenseParamsT<T> p, Activation g, T slope,
                    MatrixViewT<T> z, MatrixViewT<T> a) noexcept;
 
-// Given dz = ∂L/∂z (B×O):
-//   D6: dw += dzᵀ·x     D7: db += Σ_rows dz     D5 (first half): dx = dz·w   (B×I, overwritten)
-// Accumulates into g (the caller zeroes it once per step). An empty dx skips D5: the first
-// layer needs no gradient for its input.
+// Given dz = ∂L/∂z (B×O), for a layer whose input x = g_x(z_x) is the previous layer's output:
+//   D6: dw (+)= dzᵀ·x   D7: db (+)= Σ_rows dz   D5: dz_x = (dz·w) ∘ g_x'(z_x)  (B×I, overwritten)
+// g_x' is taken from x itself and applied inside the matrix product. With accumulate the
+// gradients are added to g (several batches into one step), otherwise they overwrite it. An
+// empty dz_x skips D5: the first layer needs no gradient for its input.
 template <class T>
 void dense_backward(ConstMatrixViewT<T> x, DenseParamsT<T> p, ConstMatrixViewT<T> dz,
-                    DenseGradsT<T> g, MatrixViewT<T> dx) noexcept;
+                    DenseGradsT<T> g, Activation g_x, T slope, MatrixViewT<T> dz_x,
+                    bool accumulate = true) noexcept;
 
 }  // namespace backprop

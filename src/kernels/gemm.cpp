@@ -1,40 +1,31 @@
-// The loops around the micro-kernel (BLIS numbering), packing and the split across threads.
+// The loops around the micro-kernel (BLIS numbering), packing buffers and the split across
+// threads, for every kernel table; and the portable template for double.
 //
 //   loop 5  jc over n in blocks of NC          (B block shared by loops 3..1)
 //   loop 4  pc over k in blocks of KC          pack B[pc:pc+kc, jc:jc+nc] into NR-wide panels
 //   loop 3  ic over m in blocks of MC          pack A[ic:ic+mc, pc:pc+kc] into MR-tall panels
 //   loop 2  jr over nc in steps of NR
-//   loop 1  ir over mc in steps of MR          micro-kernel: MR×NR tile of C += Ap · Bp
+//   loop 1  ir over mc in steps of MR          micro-kernel: MR×NR tile of C (+)= Ap · Bp
 //
-// Packed A panel: kc rows of MR values (column p of the MR×kc sub-block is contiguous).
-// Packed B panel: kc rows of NR values (row p of the kc×NR sub-block is contiguous).
-// Edges are zero-padded in the packed buffers, so the micro-kernel always runs a full MR×NR tile
-// and only the store is masked.
-//
-// Each C element sums its k products in the order p = 0..k-1 within a KC block and adds the
-// blocks in order, whatever the split across threads; threads take disjoint rectangles of C.
-#include "kernels/kernels.hpp"
-
+// The epilogue runs in the micro-kernel on the last k block, so each tile is activated (or
+// multiplied by g') while still in registers. Each C element sums its k products in the order
+// p = 0..k-1 within a KC block and adds the blocks in order, whatever the split across threads;
+// threads take disjoint rectangles of C.
 #include <algorithm>
 #include <cstring>
 #include <memory>
-#include <vector>
 
 #include "backprop/parallel.hpp"
+#include "kernels/kernels.hpp"
+#include "kernels/reference.hpp"
 
 namespace backprop::kernels {
 
 namespace {
 
-// Block sizes of the portable kernel. MR×NR accumulators fit the 16 SSE registers for float
-// (4×8 floats = 8 registers); KC×NR of B stays in L1, MC×KC of A in L2.
-template <class T>
-struct Blocking {
-  static constexpr Index kMr = 4, kNr = 8, kKc = 256, kMc = 128, kNc = 2048;
-};
-
-// Grow-only per-thread packing buffer; after the first product of the largest shape no call
-// allocates.
+// Grow-only per-thread buffer (slot 0: packed A, slot 1: packed B); after the first product of
+// the largest shape nothing allocates. The pool's threads are persistent, so these live as long
+// as the process.
 template <class T>
 T* scratch(int slot, Index elems) {
   struct Buffer {
@@ -50,38 +41,94 @@ T* scratch(int slot, Index elems) {
   return b.p.get();
 }
 
+Index round_up(Index n, Index to) {
+  return (n + to - 1) / to * to;
+}
+
+// One thread's rectangle of C: loops 5..1. (row0, col0) place it in the whole C.
+void gemm_serial(const KernelTable& t, Index m, Index n, Index k, Operand<float> a,
+                 Operand<float> b, float* c, Index ldc, bool accumulate, const Epilogue& ep,
+                 Index row0, Index col0) {
+  const Epilogue* last = ep.kind == Epilogue::Kind::kNone ? nullptr : &ep;
+  float* ap = scratch<float>(0, t.mc * t.kc);
+  float* bp = scratch<float>(1, t.kc * round_up(std::min(n, t.nc), t.nr));
+  // k == 0 still runs one (empty) k block, so C is cleared or kept and the epilogue applied.
+  const Index k_blocks_end = std::max<Index>(k, 1);
+  for (Index jc = 0; jc < n; jc += t.nc) {  // loop 5
+    const Index nc = std::min(t.nc, n - jc);
+    for (Index pc = 0; pc < k_blocks_end; pc += t.kc) {  // loop 4
+      const Index kc = std::min(t.kc, k - pc);
+      t.pack_b(nc, kc, b.p + pc * b.rs + jc * b.cs, b.rs, b.cs, bp);
+      const bool acc = accumulate || pc > 0;
+      const Epilogue* e = pc + t.kc >= k ? last : nullptr;
+      for (Index ic = 0; ic < m; ic += t.mc) {  // loop 3
+        const Index mc = std::min(t.mc, m - ic);
+        t.pack_a(mc, kc, a.p + ic * a.rs + pc * a.cs, a.rs, a.cs, ap);
+        for (Index jr = 0; jr < nc; jr += t.nr) {    // loop 2
+          for (Index ir = 0; ir < mc; ir += t.mr) {  // loop 1
+            t.ukernel(kc, ap + ir * kc, bp + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc,
+                      std::min(t.mr, mc - ir), std::min(t.nr, nc - jr), acc, e, row0 + ic + ir,
+                      col0 + jc + jr);
+          }
+        }
+      }
+    }
+  }
+}
+
+// Below this many multiply-adds per thread a product stays on the calling thread: waking a
+// worker costs more than it saves.
+constexpr double kMinMacsPerThread = 64.0 * 1024;
+
+// How many threads a product of this size gets, and whether C is split along n (else m).
+struct Split {
+  int threads;
+  bool along_n;
+  Index unit;
+};
+
+Split plan(Index m, Index n, Index k, Index mr, Index nr) {
+  double macs = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
+  int threads = std::min(num_threads(), std::max(1, static_cast<int>(macs / kMinMacsPerThread)));
+  bool along_n = n >= m;
+  Index unit = along_n ? nr : mr;
+  Index units = ((along_n ? n : m) + unit - 1) / unit;
+  return {static_cast<int>(std::min<Index>(threads, units)), along_n, unit};
+}
+
+// ---------------------------------------------------------------------------------------------
+// The portable template: double (gradcheck's reference) and float (tests).
+
 template <class T>
-void pack_a(Index mc, Index kc, const T* a, Index rs, Index cs, T* ap) {
+struct Blocking {
+  static constexpr Index kMr = 4, kNr = 8, kKc = 256, kMc = 128, kNc = 2048;
+};
+
+template <class T>
+void ref_pack_a(Index mc, Index kc, const T* a, Index rs, Index cs, T* ap) {
   constexpr Index kMr = Blocking<T>::kMr;
-  for (Index ir = 0; ir < mc; ir += kMr) {
+  for (Index ir = 0; ir < mc; ir += kMr, ap += kc * kMr) {
     Index mr = std::min(kMr, mc - ir);
     for (Index p = 0; p < kc; ++p) {
-      const T* src = a + ir * rs + p * cs;
-      for (Index i = 0; i < mr; ++i) ap[p * kMr + i] = src[i * rs];
-      for (Index i = mr; i < kMr; ++i) ap[p * kMr + i] = T(0);
+      for (Index i = 0; i < kMr; ++i) ap[p * kMr + i] = i < mr ? a[(ir + i) * rs + p * cs] : T(0);
     }
-    ap += kc * kMr;
   }
 }
 
 template <class T>
-void pack_b(Index kc, Index nc, const T* b, Index rs, Index cs, T* bp) {
+void ref_pack_b(Index kc, Index nc, const T* b, Index rs, Index cs, T* bp) {
   constexpr Index kNr = Blocking<T>::kNr;
-  for (Index jr = 0; jr < nc; jr += kNr) {
+  for (Index jr = 0; jr < nc; jr += kNr, bp += kc * kNr) {
     Index nr = std::min(kNr, nc - jr);
     for (Index p = 0; p < kc; ++p) {
-      const T* src = b + p * rs + jr * cs;
-      for (Index j = 0; j < nr; ++j) bp[p * kNr + j] = src[j * cs];
-      for (Index j = nr; j < kNr; ++j) bp[p * kNr + j] = T(0);
+      for (Index j = 0; j < kNr; ++j) bp[p * kNr + j] = j < nr ? b[p * rs + (jr + j) * cs] : T(0);
     }
-    bp += kc * kNr;
   }
 }
 
-// C[m×n] (+)= Ap·Bp for one MR×NR tile (m <= MR, n <= NR valid). The j loop vectorises.
 template <class T>
-void ukernel(Index kc, const T* __restrict ap, const T* __restrict bp, T* c, Index ldc, Index m,
-             Index n, bool accumulate) {
+void ref_ukernel(Index kc, const T* __restrict ap, const T* __restrict bp, T* c, Index ldc, Index m,
+                 Index n, bool accumulate) {
   constexpr Index kMr = Blocking<T>::kMr, kNr = Blocking<T>::kNr;
   T acc[kMr][kNr] = {};
   for (Index p = 0; p < kc; ++p) {
@@ -92,122 +139,226 @@ void ukernel(Index kc, const T* __restrict ap, const T* __restrict bp, T* c, Ind
   }
   for (Index i = 0; i < m; ++i) {
     T* ci = c + i * ldc;
-    if (accumulate) {
-      for (Index j = 0; j < n; ++j) ci[j] += acc[i][j];
-    } else {
-      for (Index j = 0; j < n; ++j) ci[j] = acc[i][j];
+    for (Index j = 0; j < n; ++j) ci[j] = (accumulate ? ci[j] : T(0)) + acc[i][j];
+  }
+}
+
+template <class T>
+void ref_epilogue(Index m, Index n, T* c, Index ldc, const EpilogueT<T>& ep, Index row0,
+                  Index col0) {
+  using Kind = typename EpilogueT<T>::Kind;
+  if (ep.kind == Kind::kNone) return;
+  for (Index i = 0; i < m; ++i) {
+    T* ci = c + i * ldc;
+    for (Index j = 0; j < n; ++j) {
+      if (ep.kind == Kind::kBiasActivation) {
+        T z = ci[j] + (ep.bias != nullptr ? ep.bias[col0 + j] : T(0));
+        ci[j] = reference::act(ep.act, z, ep.slope);
+      } else {
+        T a = ep.src[(row0 + i) * ep.src_ld + col0 + j];
+        ci[j] *= reference::deriv(ep.act, a, ep.slope);
+      }
     }
   }
 }
 
-// One thread's rectangle: loops 5..1.
 template <class T>
-void gemm_serial(Index m, Index n, Index k, Operand<T> a, Operand<T> b, T* c, Index ldc,
-                 bool accumulate, const T* bias) {
+void ref_serial(Index m, Index n, Index k, Operand<T> a, Operand<T> b, T* c, Index ldc,
+                bool accumulate, const EpilogueT<T>& ep, Index row0, Index col0) {
   using Bk = Blocking<T>;
   if (k == 0 && !accumulate) {
     for (Index i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, T(0));
   }
   if (k > 0) {
     T* ap = scratch<T>(0, Bk::kMc * Bk::kKc);
-    T* bp = scratch<T>(1, Bk::kKc * ((std::min(n, Bk::kNc) + Bk::kNr - 1) / Bk::kNr * Bk::kNr));
-    for (Index jc = 0; jc < n; jc += Bk::kNc) {  // loop 5
+    T* bp = scratch<T>(1, Bk::kKc * round_up(std::min(n, Bk::kNc), Bk::kNr));
+    for (Index jc = 0; jc < n; jc += Bk::kNc) {
       Index nc = std::min(Bk::kNc, n - jc);
-      for (Index pc = 0; pc < k; pc += Bk::kKc) {  // loop 4
+      for (Index pc = 0; pc < k; pc += Bk::kKc) {
         Index kc = std::min(Bk::kKc, k - pc);
-        pack_b(kc, nc, b.p + pc * b.rs + jc * b.cs, b.rs, b.cs, bp);
+        ref_pack_b(kc, nc, b.p + pc * b.rs + jc * b.cs, b.rs, b.cs, bp);
         bool acc = accumulate || pc > 0;
-        for (Index ic = 0; ic < m; ic += Bk::kMc) {  // loop 3
+        for (Index ic = 0; ic < m; ic += Bk::kMc) {
           Index mc = std::min(Bk::kMc, m - ic);
-          pack_a(mc, kc, a.p + ic * a.rs + pc * a.cs, a.rs, a.cs, ap);
-          for (Index jr = 0; jr < nc; jr += Bk::kNr) {    // loop 2
-            for (Index ir = 0; ir < mc; ir += Bk::kMr) {  // loop 1
-              ukernel(kc, ap + ir * kc, bp + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc,
-                      std::min(Bk::kMr, mc - ir), std::min(Bk::kNr, nc - jr), acc);
+          ref_pack_a(mc, kc, a.p + ic * a.rs + pc * a.cs, a.rs, a.cs, ap);
+          for (Index jr = 0; jr < nc; jr += Bk::kNr) {
+            for (Index ir = 0; ir < mc; ir += Bk::kMr) {
+              ref_ukernel(kc, ap + ir * kc, bp + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc,
+                          std::min(Bk::kMr, mc - ir), std::min(Bk::kNr, nc - jr), acc);
             }
           }
         }
       }
     }
   }
-  if (bias != nullptr) {
-    for (Index i = 0; i < m; ++i) {
-      T* ci = c + i * ldc;
-      for (Index j = 0; j < n; ++j) ci[j] += bias[j];
-    }
-  }
+  ref_epilogue(m, n, c, ldc, ep, row0, col0);
 }
 
-// Below this many multiply-adds a product runs on the calling thread: waking a worker costs more.
-constexpr double kMinMacsPerThread = 64.0 * 1024;
-
-}  // namespace
-
-template <class T>
-void gemm(Index m, Index n, Index k, Operand<T> a, Operand<T> b, T* c, Index ldc, bool accumulate,
-          const T* bias) noexcept {
-  using Bk = Blocking<T>;
+// Runs `serial` on one or several disjoint slabs of C.
+template <class T, class Serial>
+void split_and_run(Index m, Index n, Index k, Operand<T> a, Operand<T> b, T* c, Index ldc, Index mr,
+                   Index nr, Serial&& serial) {
   if (m <= 0 || n <= 0) return;
-  double macs = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
-  int threads = std::min(num_threads(), std::max(1, static_cast<int>(macs / kMinMacsPerThread)));
-  // Split C into `threads` slabs along its longer dimension, on micro-tile boundaries.
-  bool split_n = n >= m;
-  Index extent = split_n ? n : m, unit = split_n ? Bk::kNr : Bk::kMr;
-  Index units = (extent + unit - 1) / unit;
-  threads = static_cast<int>(std::min<Index>(threads, units));
-  if (threads <= 1) {
-    gemm_serial(m, n, k, a, b, c, ldc, accumulate, bias);
+  Split s = plan(m, n, k, mr, nr);
+  if (s.threads <= 1) {
+    serial(m, n, a, b, c, Index{0}, Index{0});
     return;
   }
-  detail::parallel_for(threads, [&](int t) {
-    Index u0 = units * t / threads, u1 = units * (t + 1) / threads;
-    Index begin = u0 * unit, end = std::min(extent, u1 * unit);
+  const Index extent = s.along_n ? n : m;
+  const Index units = (extent + s.unit - 1) / s.unit;
+  detail::parallel_for(s.threads, [&](int t) {
+    Index begin = units * t / s.threads * s.unit;
+    Index end = std::min(extent, units * (t + 1) / s.threads * s.unit);
     if (begin >= end) return;
-    if (split_n) {
-      Operand<T> bs{b.p + begin * b.cs, b.rs, b.cs};
-      gemm_serial(m, end - begin, k, a, bs, c + begin, ldc, accumulate,
-                  bias ? bias + begin : nullptr);
+    if (s.along_n) {
+      serial(m, end - begin, a, Operand<T>{b.p + begin * b.cs, b.rs, b.cs}, c + begin, Index{0},
+             begin);
     } else {
-      Operand<T> as{a.p + begin * a.rs, a.rs, a.cs};
-      gemm_serial(end - begin, n, k, as, b, c + begin * ldc, ldc, accumulate, bias);
+      serial(end - begin, n, Operand<T>{a.p + begin * a.rs, a.rs, a.cs}, b, c + begin * ldc, begin,
+             Index{0});
     }
   });
 }
 
-template <class T>
-void gemm_forward(ConstMatrixViewT<T> x, ConstMatrixViewT<T> w, const T* b,
-                  MatrixViewT<T> z) noexcept {
-  BACKPROP_DASSERT(x.cols == w.cols && z.rows == x.rows && z.cols == w.rows);
-  // B operand is wᵀ (I×O): element (p, j) = w[j][p].
-  gemm<T>(x.rows, w.rows, x.cols, {x.data, x.stride, 1}, {w.data, 1, w.stride}, z.data, z.stride,
-          false, b);
+}  // namespace
+
+void gemm(const KernelTable& t, Index m, Index n, Index k, Operand<float> a, Operand<float> b,
+          float* c, Index ldc, bool accumulate, const Epilogue& ep) noexcept {
+  split_and_run<float>(
+      m, n, k, a, b, c, ldc, t.mr, t.nr,
+      [&](Index mm, Index nn, Operand<float> aa, Operand<float> bb, float* cc, Index r0, Index c0) {
+        gemm_serial(t, mm, nn, k, aa, bb, cc, ldc, accumulate, ep, r0, c0);
+      });
+}
+
+void gemm_nt(const KernelTable& t, Index m, Index n, Index k, const float* x, Index ldx,
+             const float* w, Index ldw, float* c, Index ldc, const Epilogue& ep) noexcept {
+  if (m > t.dot_max_m) {
+    gemm(t, m, n, k, {x, ldx, 1}, {w, 1, ldw}, c, ldc, false, ep);
+    return;
+  }
+  const Epilogue* e = ep.kind == Epilogue::Kind::kNone ? nullptr : &ep;
+  // Each element is one dot product computed the same way in any tile, so any split of the
+  // columns gives the same bits; 16-column units keep tiles whole.
+  split_and_run<float>(
+      m, n, k, {x, ldx, 1}, {w, 1, ldw}, c, ldc, t.mr, 16,
+      [&](Index mm, Index nn, Operand<float> aa, Operand<float> bb, float* cc, Index, Index c0) {
+        t.gemm_nt_dot(mm, nn, k, aa.p, ldx, bb.p, ldw, cc, ldc, e, c0);
+      });
 }
 
 template <class T>
-void gemm_backward_data(ConstMatrixViewT<T> dz, ConstMatrixViewT<T> w, MatrixViewT<T> dx) noexcept {
-  BACKPROP_DASSERT(dz.cols == w.rows && dx.rows == dz.rows && dx.cols == w.cols);
-  gemm<T>(dz.rows, w.cols, dz.cols, {dz.data, dz.stride, 1}, {w.data, w.stride, 1}, dx.data,
-          dx.stride, false, nullptr);
+void gemm_reference(Index m, Index n, Index k, Operand<T> a, Operand<T> b, T* c, Index ldc,
+                    bool accumulate, const EpilogueT<T>& ep) noexcept {
+  split_and_run<T>(
+      m, n, k, a, b, c, ldc, Blocking<T>::kMr, Blocking<T>::kNr,
+      [&](Index mm, Index nn, Operand<T> aa, Operand<T> bb, T* cc, Index r0, Index c0) {
+        ref_serial<T>(mm, nn, k, aa, bb, cc, ldc, accumulate, ep, r0, c0);
+      });
+}
+
+namespace {
+
+template <class T>
+void run(Index m, Index n, Index k, Operand<T> a, Operand<T> b, T* c, Index ldc, bool accumulate,
+         const EpilogueT<T>& ep) {
+  if constexpr (std::is_same_v<T, float>) {
+    gemm(active(), m, n, k, a, b, c, ldc, accumulate, ep);
+  } else {
+    gemm_reference<T>(m, n, k, a, b, c, ldc, accumulate, ep);
+  }
+}
+
+}  // namespace
+
+template <class T>
+void gemm_forward(ConstMatrixViewT<T> x, ConstMatrixViewT<T> w, const T* b, Activation g, T slope,
+                  MatrixViewT<T> a) noexcept {
+  BACKPROP_DASSERT(x.cols == w.cols && a.rows == x.rows && a.cols == w.rows);
+  BACKPROP_DASSERT(g != Activation::kSoftmax);
+  EpilogueT<T> ep;
+  ep.kind = EpilogueT<T>::Kind::kBiasActivation;
+  ep.bias = b;
+  ep.act = g;
+  ep.slope = slope;
+  if constexpr (std::is_same_v<T, float>) {
+    gemm_nt(active(), x.rows, w.rows, x.cols, x.data, x.stride, w.data, w.stride, a.data, a.stride,
+            ep);
+  } else {
+    // B operand is wᵀ (I×O): element (p, j) = w[j][p].
+    gemm_reference<T>(x.rows, w.rows, x.cols, {x.data, x.stride, 1}, {w.data, 1, w.stride}, a.data,
+                      a.stride, false, ep);
+  }
 }
 
 template <class T>
-void gemm_backward_weights(ConstMatrixViewT<T> dz, ConstMatrixViewT<T> x,
-                           MatrixViewT<T> dw) noexcept {
+void gemm_backward_data(ConstMatrixViewT<T> dz, ConstMatrixViewT<T> w, Activation g, T slope,
+                        ConstMatrixViewT<T> a_prev, MatrixViewT<T> dz_prev) noexcept {
+  BACKPROP_DASSERT(dz.cols == w.rows && dz_prev.rows == dz.rows && dz_prev.cols == w.cols);
+  EpilogueT<T> ep;
+  if (!a_prev.empty()) {
+    BACKPROP_DASSERT(a_prev.rows == dz_prev.rows && a_prev.cols == dz_prev.cols);
+    BACKPROP_DASSERT(g != Activation::kSoftmax);
+    ep.kind = EpilogueT<T>::Kind::kActivationGrad;
+    ep.act = g;
+    ep.slope = slope;
+    ep.src = a_prev.data;
+    ep.src_ld = a_prev.stride;
+  }
+  run<T>(dz.rows, w.cols, dz.cols, {dz.data, dz.stride, 1}, {w.data, w.stride, 1}, dz_prev.data,
+         dz_prev.stride, false, ep);
+}
+
+template <class T>
+void gemm_backward_weights(ConstMatrixViewT<T> dz, ConstMatrixViewT<T> x, MatrixViewT<T> dw,
+                           bool accumulate) noexcept {
   BACKPROP_DASSERT(dz.rows == x.rows && dw.rows == dz.cols && dw.cols == x.cols);
   // A operand is dzᵀ (O×B): element (i, p) = dz[p][i].
-  gemm<T>(dz.cols, x.cols, dz.rows, {dz.data, 1, dz.stride}, {x.data, x.stride, 1}, dw.data,
-          dw.stride, true, nullptr);
+  run<T>(dz.cols, x.cols, dz.rows, {dz.data, 1, dz.stride}, {x.data, x.stride, 1}, dw.data,
+         dw.stride, accumulate, EpilogueT<T>{});
 }
 
-#define BACKPROP_INSTANTIATE(T)                                                       \
-  template void gemm<T>(Index, Index, Index, Operand<T>, Operand<T>, T*, Index, bool, \
-                        const T*) noexcept;                                           \
-  template void gemm_forward<T>(ConstMatrixViewT<T>, ConstMatrixViewT<T>, const T*,   \
-                                MatrixViewT<T>) noexcept;                             \
-  template void gemm_backward_data<T>(ConstMatrixViewT<T>, ConstMatrixViewT<T>,       \
-                                      MatrixViewT<T>) noexcept;                       \
-  template void gemm_backward_weights<T>(ConstMatrixViewT<T>, ConstMatrixViewT<T>,    \
-                                         MatrixViewT<T>) noexcept;
+template <class T>
+void activation_forward_rows(Activation g, T slope, ConstMatrixViewT<T> z,
+                             MatrixViewT<T> a) noexcept {
+  BACKPROP_DASSERT(z.rows == a.rows && z.cols == a.cols);
+  for (Index i = 0; i < z.rows; ++i) {
+    if constexpr (std::is_same_v<T, float>) {
+      active().act_forward(g, slope, z.row(i), a.row(i), z.cols);
+    } else if (g == Activation::kSoftmax) {
+      reference::softmax_row(z.row(i), a.row(i), z.cols);
+    } else {
+      for (Index j = 0; j < z.cols; ++j) a(i, j) = reference::act(g, z(i, j), slope);
+    }
+  }
+}
+
+template <class T>
+void activation_backward_rows(Activation g, T slope, ConstMatrixViewT<T> a, ConstMatrixViewT<T> da,
+                              MatrixViewT<T> dz) noexcept {
+  BACKPROP_DASSERT(g != Activation::kSoftmax);
+  for (Index i = 0; i < a.rows; ++i) {
+    if constexpr (std::is_same_v<T, float>) {
+      active().act_backward(g, slope, a.row(i), da.row(i), dz.row(i), a.cols);
+    } else {
+      for (Index j = 0; j < a.cols; ++j) dz(i, j) = da(i, j) * reference::deriv(g, a(i, j), slope);
+    }
+  }
+}
+
+#define BACKPROP_INSTANTIATE(T)                                                                    \
+  template void gemm_reference<T>(Index, Index, Index, Operand<T>, Operand<T>, T*, Index, bool,    \
+                                  const EpilogueT<T>&) noexcept;                                   \
+  template void gemm_forward<T>(ConstMatrixViewT<T>, ConstMatrixViewT<T>, const T*, Activation, T, \
+                                MatrixViewT<T>) noexcept;                                          \
+  template void gemm_backward_data<T>(ConstMatrixViewT<T>, ConstMatrixViewT<T>, Activation, T,     \
+                                      ConstMatrixViewT<T>, MatrixViewT<T>) noexcept;               \
+  template void gemm_backward_weights<T>(ConstMatrixViewT<T>, ConstMatrixViewT<T>, MatrixViewT<T>, \
+                                         bool) noexcept;                                           \
+  template void activation_forward_rows<T>(Activation, T, ConstMatrixViewT<T>,                     \
+                                           MatrixViewT<T>) noexcept;                               \
+  template void activation_backward_rows<T>(Activation, T, ConstMatrixViewT<T>,                    \
+                                            ConstMatrixViewT<T>, MatrixViewT<T>) noexcept;
 BACKPROP_INSTANTIATE(float)
 BACKPROP_INSTANTIATE(double)
 #undef BACKPROP_INSTANTIATE

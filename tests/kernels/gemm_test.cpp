@@ -1,189 +1,353 @@
-// The three GEMM forms against a plain triple loop in long double, on edge shapes and sizes past
-// every block size, and bitwise equality across thread counts.
+// Every kernel table this CPU runs, on the three GEMM forms with every epilogue: against a long
+// double reference, against the scalar table, on edge shapes around each table's micro-tile and
+// cache blocks, and bitwise across thread counts and repeated runs. Also the portable template
+// (double, gradcheck's path) against the same reference.
 #include "kernels/kernels.hpp"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstring>
+#include <string>
 #include <tuple>
 #include <vector>
 
 #include "backprop/parallel.hpp"
 #include "backprop/rng.hpp"
+#include "kernels/reference.hpp"
 
-namespace backprop {
+namespace backprop::kernels {
 namespace {
 
-// Float sums of k products of values in [-1, 1]: the error bound grows like k·eps; 1e-5 relative
-// to the sum of |products| (plus a tiny floor) is far above float rounding for k <= 1100 and far
-// below any indexing mistake, which is of the order of the values themselves.
-constexpr double kFloatTol = 1e-5;
-constexpr double kDoubleTol = 1e-13;
+// A float sum of k products carries rounding of order k·eps relative to Σ|products|: 1e-5 of that
+// magnitude is far above float rounding for k <= 5000 and far below any indexing or packing
+// mistake, which is of the order of the values themselves. The activations add at most their own
+// approximation error (docs/gemm.md: < 1e-6 absolute for sigmoid and tanh).
+constexpr double kSumTol = 1e-5;
+constexpr double kActTol = 2e-6;
+constexpr double kDoubleSumTol = 1e-13;
+
+enum class Form { kForward, kBackwardData, kBackwardWeights };
+const char* form_name(Form f) {
+  switch (f) {
+    case Form::kForward:
+      return "forward";
+    case Form::kBackwardData:
+      return "backward-data";
+    case Form::kBackwardWeights:
+      return "backward-weights";
+  }
+  return "?";
+}
 
 template <class T>
-BasicMatrix<T> random_matrix(Index r, Index c, Rng& rng) {
+BasicMatrix<T> random_matrix(Index r, Index c, Rng& rng, double lo = -1, double hi = 1) {
   BasicMatrix<T> m(r, c);
   for (Index i = 0; i < r; ++i)
-    for (Index j = 0; j < c; ++j) m(i, j) = static_cast<T>(2 * rng.uniform() - 1);
+    for (Index j = 0; j < c; ++j) m(i, j) = static_cast<T>(lo + (hi - lo) * rng.uniform());
   return m;
 }
 
-enum class Form { kForward, kBackwardData, kBackwardWeights };
-
-// Reference: C[i][j] = Σ_p A(i,p)·B(p,j) with the operands each form implies, plus |terms|.
+// One problem: C[m×n] = A·B of the given form, its operands, and its epilogue.
 template <class T>
-void reference(Form form, const BasicMatrix<T>& p, const BasicMatrix<T>& q, const T* bias,
-               const BasicMatrix<T>& c0, std::vector<long double>& out,
-               std::vector<long double>& mag, Index m, Index n, Index k) {
-  out.assign(static_cast<std::size_t>(m * n), 0);
-  mag.assign(static_cast<std::size_t>(m * n), 0);
-  for (Index i = 0; i < m; ++i) {
-    for (Index j = 0; j < n; ++j) {
-      long double s = 0, a = 0;
-      for (Index t = 0; t < k; ++t) {
-        long double x = 0;
-        switch (form) {
-          case Form::kForward:
-            x = (long double)p(i, t) * q(j, t);
-            break;  // x·wᵀ
-          case Form::kBackwardData:
-            x = (long double)p(i, t) * q(t, j);
-            break;  // dz·w
-          case Form::kBackwardWeights:
-            x = (long double)p(t, i) * q(t, j);
-            break;  // dzᵀ·x
+struct Problem {
+  Form form;
+  Index m, n, k;
+  BasicMatrix<T> p,
+      q;  // forward: x (m×k), w (n×k); data: dz (m×k), w (k×n); weights: dz (k×m), x (k×n)
+  BasicMatrix<T> bias;  // 1×n
+  BasicMatrix<T> src;   // m×n, the cached activations for ∘ g'
+  BasicMatrix<T> c0;    // what C holds before (the accumulating form adds to it)
+  typename EpilogueT<T>::Kind kind;
+  Activation act;
+  T slope = T(0.07);
+
+  Problem(Form f, Index m_, Index n_, Index k_, typename EpilogueT<T>::Kind kind_, Activation g,
+          std::uint64_t seed)
+      : form(f), m(m_), n(n_), k(k_), kind(kind_), act(g) {
+    Rng rng(seed);
+    switch (f) {
+      case Form::kForward:
+        p = random_matrix<T>(m, k, rng);
+        q = random_matrix<T>(n, k, rng);
+        break;
+      case Form::kBackwardData:
+        p = random_matrix<T>(m, k, rng);
+        q = random_matrix<T>(k, n, rng);
+        break;
+      case Form::kBackwardWeights:
+        p = random_matrix<T>(k, m, rng);
+        q = random_matrix<T>(k, n, rng);
+        break;
+    }
+    bias = random_matrix<T>(1, n, rng);
+    // Cached activations in the range of g's output.
+    src = random_matrix<T>(m, n, rng, g == Activation::kSigmoid ? 0.0 : -1.0, 1.0);
+    c0 = random_matrix<T>(m, n, rng);
+  }
+
+  EpilogueT<T> epilogue() const {
+    EpilogueT<T> ep;
+    ep.kind = kind;
+    ep.act = act;
+    ep.slope = slope;
+    if (kind == EpilogueT<T>::Kind::kBiasActivation) ep.bias = bias.data();
+    if (kind == EpilogueT<T>::Kind::kActivationGrad) {
+      ep.src = src.data();
+      ep.src_ld = n;
+    }
+    return ep;
+  }
+  Operand<T> a() const {
+    if (form == Form::kBackwardWeights) return {p.data(), 1, m};
+    return {p.data(), k, 1};
+  }
+  Operand<T> b() const {
+    if (form == Form::kForward) return {q.data(), 1, k};
+    return {q.data(), n, 1};
+  }
+  bool accumulate() const { return form == Form::kBackwardWeights; }
+
+  // The exact result (long double sums), and the magnitude Σ|terms| each element's error scales
+  // with.
+  void reference(std::vector<long double>& out, std::vector<long double>& mag) const {
+    out.assign(static_cast<std::size_t>(m * n), 0);
+    mag.assign(static_cast<std::size_t>(m * n), 0);
+    Operand<T> oa = a(), ob = b();
+    for (Index i = 0; i < m; ++i) {
+      for (Index j = 0; j < n; ++j) {
+        long double s = accumulate() ? c0(i, j) : 0, g = std::fabs((long double)s);
+        for (Index t = 0; t < k; ++t) {
+          long double x = (long double)oa.p[i * oa.rs + t * oa.cs] * ob.p[t * ob.rs + j * ob.cs];
+          s += x;
+          g += std::fabs(x);
         }
-        s += x;
-        a += std::fabs(x);
+        if (kind == EpilogueT<T>::Kind::kBiasActivation) {
+          s += bias(0, j);
+          g += std::fabs((long double)bias(0, j));
+          s = reference::act<long double>(act, s, slope);
+        } else if (kind == EpilogueT<T>::Kind::kActivationGrad) {
+          long double d = reference::deriv<long double>(act, src(i, j), slope);
+          s *= d;
+          g *= std::fabs(d);
+        }
+        out[static_cast<std::size_t>(i * n + j)] = s;
+        mag[static_cast<std::size_t>(i * n + j)] = g;
       }
-      if (form == Form::kForward && bias) {
-        s += bias[j];
-        a += std::fabs((long double)bias[j]);
-      }
-      if (form == Form::kBackwardWeights) {
-        s += c0(i, j);
-        a += std::fabs((long double)c0(i, j));
-      }
-      out[static_cast<std::size_t>(i * n + j)] = s;
-      mag[static_cast<std::size_t>(i * n + j)] = a;
     }
   }
+
+  BasicMatrix<T> run_table(const KernelTable& t) const {
+    BasicMatrix<T> c = c0;
+    if constexpr (std::is_same_v<T, float>) {
+      gemm(t, m, n, k, a(), b(), c.data(), n, accumulate(), epilogue());
+    }
+    return c;
+  }
+  // The forward form through gemm_nt: the dot-product kernel for m <= t.dot_max_m.
+  BasicMatrix<T> run_nt(const KernelTable& t) const {
+    BasicMatrix<T> c = c0;
+    if constexpr (std::is_same_v<T, float>) {
+      gemm_nt(t, m, n, k, p.data(), k, q.data(), k, c.data(), n, epilogue());
+    }
+    return c;
+  }
+  BasicMatrix<T> run_reference_template() const {
+    BasicMatrix<T> c = c0;
+    gemm_reference<T>(m, n, k, a(), b(), c.data(), n, accumulate(), epilogue());
+    return c;
+  }
+};
+
+std::string describe(Form f, Index m, Index n, Index k, int kind, Activation g) {
+  return std::string(form_name(f)) + " " + std::to_string(m) + "x" + std::to_string(n) + "x" +
+         std::to_string(k) + " epilogue " + std::to_string(kind) + " " + std::string(to_string(g));
 }
 
-// Runs one form on an m×n×k problem and returns C.
 template <class T>
-BasicMatrix<T> run(Form form, const BasicMatrix<T>& p, const BasicMatrix<T>& q, const T* bias,
-                   const BasicMatrix<T>& c0, Index m, Index n) {
-  BasicMatrix<T> c = c0;
-  (void)m;
-  (void)n;
-  switch (form) {
-    case Form::kForward:
-      kernels::gemm_forward<T>(p.view(), q.view(), bias, c.view());
-      break;
-    case Form::kBackwardData:
-      kernels::gemm_backward_data<T>(p.view(), q.view(), c.view());
-      break;
-    case Form::kBackwardWeights:
-      kernels::gemm_backward_weights<T>(p.view(), q.view(), c.view());
-      break;
-  }
-  return c;
-}
-
-template <class T>
-void check_form(Form form, Index m, Index n, Index k, std::uint64_t seed) {
-  Rng rng(seed);
-  BasicMatrix<T> p, q;
-  switch (form) {
-    case Form::kForward:
-      p = random_matrix<T>(m, k, rng);
-      q = random_matrix<T>(n, k, rng);
-      break;
-    case Form::kBackwardData:
-      p = random_matrix<T>(m, k, rng);
-      q = random_matrix<T>(k, n, rng);
-      break;
-    case Form::kBackwardWeights:
-      p = random_matrix<T>(k, m, rng);
-      q = random_matrix<T>(k, n, rng);
-      break;
-  }
-  BasicMatrix<T> bias_m = random_matrix<T>(1, n, rng);
-  // Overwriting forms must ignore what C held; the accumulating form must add to it.
-  BasicMatrix<T> c0 = random_matrix<T>(m, n, rng);
-  const T* bias = form == Form::kForward ? bias_m.data() : nullptr;
-  std::vector<long double> want, mag;
-  reference(form, p, q, bias, c0, want, mag, m, n, k);
-  BasicMatrix<T> got = run(form, p, q, bias, c0, m, n);
-  const double tol = std::is_same_v<T, float> ? kFloatTol : kDoubleTol;
-  for (Index i = 0; i < m; ++i) {
-    for (Index j = 0; j < n; ++j) {
-      auto u = static_cast<std::size_t>(i * n + j);
+void expect_close(const BasicMatrix<T>& got, const std::vector<long double>& want,
+                  const std::vector<long double>& mag, double sum_tol, double act_tol,
+                  const std::string& what) {
+  for (Index i = 0; i < got.rows(); ++i) {
+    for (Index j = 0; j < got.cols(); ++j) {
+      auto u = static_cast<std::size_t>(i * got.cols() + j);
       double err = std::fabs(static_cast<double>(got(i, j) - want[u]));
-      ASSERT_LE(err, tol * (static_cast<double>(mag[u]) + 1e-30))
-          << "form " << static_cast<int>(form) << " " << m << "x" << n << "x" << k << " at (" << i
-          << "," << j << ")";
+      ASSERT_LE(err, sum_tol * static_cast<double>(mag[u]) + act_tol)
+          << what << " at (" << i << "," << j << "): got " << got(i, j) << ", want "
+          << static_cast<double>(want[u]);
     }
   }
 }
 
-using Shape = std::tuple<Index, Index, Index>;
-
-class GemmShapes : public ::testing::TestWithParam<Shape> {};
-
-TEST_P(GemmShapes, EveryFormMatchesTheReference) {
-  auto [m, n, k] = GetParam();
+// Every (form, epilogue) pair the layers use, plus none for every form.
+std::vector<std::tuple<Form, int, Activation>> cases() {
+  using K = Epilogue::Kind;
+  std::vector<std::tuple<Form, int, Activation>> out;
   for (Form f : {Form::kForward, Form::kBackwardData, Form::kBackwardWeights}) {
-    check_form<float>(f, m, n, k, 11);
-    check_form<double>(f, m, n, k, 12);
+    out.emplace_back(f, static_cast<int>(K::kNone), Activation::kIdentity);
+  }
+  for (Activation g : {Activation::kSigmoid, Activation::kTanh, Activation::kRelu,
+                       Activation::kLeakyRelu, Activation::kIdentity}) {
+    out.emplace_back(Form::kForward, static_cast<int>(K::kBiasActivation), g);
+    out.emplace_back(Form::kBackwardData, static_cast<int>(K::kActivationGrad), g);
+  }
+  return out;
+}
+
+// Shapes: 1×1×1, odd sizes, and one below / at / above each table's MR, NR, KC, MC and NC, plus
+// the MLP shapes of the benchmark configurations.
+std::vector<std::tuple<Index, Index, Index>> shapes_for(const KernelTable& t) {
+  std::vector<std::tuple<Index, Index, Index>> s = {
+      {1, 1, 1}, {7, 17, 3}, {10, 30, 784}, {64, 10, 128}, {5, 9, 0}};
+  for (Index d : {Index{-1}, Index{0}, Index{1}}) {
+    s.emplace_back(t.mr + d, t.nr + d, 5);
+    s.emplace_back(3, 5, t.kc + d);
+    s.emplace_back(t.mc + d, 7, 9);
+  }
+  s.emplace_back(2, t.nc + 1, 3);
+  s.emplace_back(2 * t.mr + 1, 3 * t.nr + 3, 2 * t.kc + 7);
+  return s;
+}
+
+class EveryTable : public ::testing::TestWithParam<std::string> {
+ protected:
+  const KernelTable& table() const {
+    const KernelTable* t = find(GetParam());
+    EXPECT_NE(t, nullptr);
+    return *t;
+  }
+};
+
+TEST_P(EveryTable, MatchesTheReferenceOnEveryFormEpilogueAndEdgeShape) {
+  const KernelTable& t = table();
+  for (auto [m, n, k] : shapes_for(t)) {
+    for (auto [form, kind, g] : cases()) {
+      if (m <= 0 || n <= 0) continue;
+      Problem<float> pr(form, m, n, k, static_cast<Epilogue::Kind>(kind), g, 17);
+      std::vector<long double> want, mag;
+      pr.reference(want, mag);
+      expect_close(pr.run_table(t), want, mag, kSumTol, kActTol,
+                   std::string(t.name) + " " + describe(form, m, n, k, kind, g));
+      if (HasFatalFailure()) return;
+    }
   }
 }
 
-// 1×1×1, odd sizes, one past each micro-tile (4, 8) and cache block (KC 256, MC 128), and the
-// MLP shapes of the derivation's network.
-INSTANTIATE_TEST_SUITE_P(EdgeShapes, GemmShapes,
-                         ::testing::Values(Shape{1, 1, 1}, Shape{7, 17, 3}, Shape{5, 9, 1},
-                                           Shape{4, 8, 256}, Shape{5, 9, 257}, Shape{129, 3, 2},
-                                           Shape{1, 33, 513}, Shape{130, 70, 300},
-                                           Shape{10, 30, 784}, Shape{64, 10, 100},
-                                           Shape{3, 2050, 5}));
-
-TEST(Gemm, KZeroOverwritesWithBiasOnly) {
-  Matrix c({{5, 5}});
-  float bias[2] = {1, 2};
-  Matrix a(1, 0), b(2, 0);
-  kernels::gemm_forward<float>(a.view(), b.view(), bias, c.view());
-  EXPECT_EQ(c(0, 0), 1.0f);
-  EXPECT_EQ(c(0, 1), 2.0f);
+TEST_P(EveryTable, AgreesWithTheScalarTable) {
+  const KernelTable& t = table();
+  const KernelTable& s = scalar_table();
+  for (auto [m, n, k] : {std::tuple<Index, Index, Index>{13, 33, 300}, {64, 128, 784}}) {
+    for (auto [form, kind, g] : cases()) {
+      Problem<float> pr(form, m, n, k, static_cast<Epilogue::Kind>(kind), g, 23);
+      std::vector<long double> want, mag;
+      pr.reference(want, mag);
+      Matrix mine = pr.run_table(t), scalar = pr.run_table(s);
+      // Both are within the reference's tolerance of the exact result, so within twice of each
+      // other; compare the pair directly as well.
+      for (Index i = 0; i < m; ++i) {
+        for (Index j = 0; j < n; ++j) {
+          double tol =
+              2 *
+              (kSumTol * static_cast<double>(mag[static_cast<std::size_t>(i * n + j)]) + kActTol);
+          ASSERT_NEAR(mine(i, j), scalar(i, j), tol) << describe(form, m, n, k, kind, g);
+        }
+      }
+    }
+  }
 }
 
-TEST(Gemm, ResultDoesNotDependOnTheThreadCount) {
-  Rng rng(5);
-  for (Shape s : {Shape{256, 300, 784}, Shape{10, 1000, 50}, Shape{700, 16, 40}}) {
-    auto [m, n, k] = s;
-    Matrix x = random_matrix<float>(m, k, rng), w = random_matrix<float>(n, k, rng);
-    Matrix bias = random_matrix<float>(1, n, rng);
-    std::vector<Matrix> results;
-    for (int threads : {1, 2, 3, 4}) {
+TEST_P(EveryTable, IsBitwiseIdenticalForAnyThreadCountAndRunToRun) {
+  const KernelTable& t = table();
+  for (auto [form, kind, g] : cases()) {
+    Problem<float> pr(form, 200, 300, 400, static_cast<Epilogue::Kind>(kind), g, 5);
+    set_num_threads(1);
+    Matrix one = pr.run_table(t), again = pr.run_table(t);
+    for (int threads : {2, 3, 4}) {
       set_num_threads(threads);
-      Matrix z(m, n);
-      kernels::gemm_forward<float>(x.view(), w.view(), bias.data(), z.view());
-      Matrix dw(n, k);
-      kernels::gemm_backward_weights<float>(z.view(), x.view(), dw.view());
-      results.push_back(z);
-      results.push_back(dw);
+      Matrix many = pr.run_table(t);
+      ASSERT_EQ(0, std::memcmp(one.data(), many.data(), static_cast<std::size_t>(one.size()) * 4))
+          << describe(form, 200, 300, 400, kind, g) << " with " << threads << " threads";
     }
-    for (std::size_t r = 2; r < results.size(); ++r) {
-      const Matrix& a = results[r % 2];
-      const Matrix& b = results[r];
-      ASSERT_EQ(0, std::memcmp(a.data(), b.data(), static_cast<std::size_t>(a.size()) * 4))
-          << "result " << r << " differs from the 1-thread run";
-    }
+    ASSERT_EQ(0, std::memcmp(one.data(), again.data(), static_cast<std::size_t>(one.size()) * 4));
   }
   set_num_threads(0);
 }
 
+TEST_P(EveryTable, ForwardDotKernelMatchesTheReference) {
+  const KernelTable& t = table();
+  ASSERT_GE(t.dot_max_m, 1);
+  using K = Epilogue::Kind;
+  for (Index m : {Index{1}, Index{3}, Index{4}, Index{5}, t.dot_max_m}) {
+    for (Index n : {Index{1}, Index{4}, Index{5}, Index{30}, Index{33}}) {
+      for (Index k : {Index{0}, Index{1}, Index{15}, Index{16}, Index{17}, Index{784}}) {
+        for (auto [kind, g] : {std::pair{K::kNone, Activation::kIdentity},
+                               std::pair{K::kBiasActivation, Activation::kSigmoid},
+                               std::pair{K::kBiasActivation, Activation::kTanh},
+                               std::pair{K::kBiasActivation, Activation::kRelu},
+                               std::pair{K::kBiasActivation, Activation::kLeakyRelu},
+                               std::pair{K::kBiasActivation, Activation::kIdentity}}) {
+          Problem<float> pr(Form::kForward, m, n, k, kind, g, 41);
+          std::vector<long double> want, mag;
+          pr.reference(want, mag);
+          expect_close(pr.run_nt(t), want, mag, kSumTol, kActTol,
+                       std::string(t.name) + " dot " +
+                           describe(Form::kForward, m, n, k, static_cast<int>(kind), g));
+          if (HasFatalFailure()) return;
+        }
+      }
+    }
+  }
+  // Bitwise the same for any thread count.
+  Problem<float> pr(Form::kForward, t.dot_max_m, 1000, 300, K::kBiasActivation, Activation::kTanh,
+                    3);
+  set_num_threads(1);
+  Matrix one = pr.run_nt(t);
+  set_num_threads(2);
+  Matrix two = pr.run_nt(t);
+  set_num_threads(0);
+  EXPECT_EQ(0, std::memcmp(one.data(), two.data(), static_cast<std::size_t>(one.size()) * 4));
+}
+
+std::vector<std::string> table_names() {
+  std::vector<std::string> names;
+  for (const KernelTable* t : available()) names.push_back(t->name);
+  return names;
+}
+
+INSTANTIATE_TEST_SUITE_P(ThisCpu, EveryTable, ::testing::ValuesIn(table_names()),
+                         [](const auto& p) { return p.param; });
+
+TEST(ReferenceTemplate, DoubleMatchesTheExactResult) {
+  for (auto [m, n, k] : {std::tuple<Index, Index, Index>{1, 1, 1},
+                         {7, 17, 3},
+                         {5, 9, 257},
+                         {129, 10, 20},
+                         {10, 2050, 6}}) {
+    for (auto [form, kind, g] : cases()) {
+      Problem<double> pr(form, m, n, k, static_cast<EpilogueT<double>::Kind>(kind), g, 31);
+      std::vector<long double> want, mag;
+      pr.reference(want, mag);
+      expect_close(pr.run_reference_template(), want, mag, kDoubleSumTol, 1e-15,
+                   "double " + describe(form, m, n, k, kind, g));
+      if (HasFatalFailure()) return;
+    }
+  }
+}
+
+TEST(Dispatch, ScalarIsAlwaysAvailableAndTheActiveTableIsOneOfThem) {
+  std::vector<const KernelTable*> tables = available();
+  ASSERT_FALSE(tables.empty());
+  EXPECT_STREQ(tables.front()->name, "scalar");
+  bool found = false;
+  for (const KernelTable* t : tables) found = found || t == &active();
+  EXPECT_TRUE(found);
+  EXPECT_EQ(find("no-such-isa"), nullptr);
+  // Each table's blocks hold whole micro-tiles.
+  for (const KernelTable* t : tables) {
+    EXPECT_EQ(t->mc % t->mr, 0) << t->name;
+    EXPECT_EQ(t->nc % t->nr, 0) << t->name;
+  }
+}
+
 }  // namespace
-}  // namespace backprop
+}  // namespace backprop::kernels

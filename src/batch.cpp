@@ -63,14 +63,6 @@ void gather_batch(const Dataset& ds, std::span<const Index> rows, const Preproce
   for (Index i = 0; i < b; ++i) {
     const Index r = rows[static_cast<std::size_t>(i)];
     BACKPROP_DASSERT(r >= 0 && r < ds.n);
-    // Rows come in shuffled order from an array larger than the caches: ask for the next row's
-    // first lines while this one converts.
-    if (i + 1 < b) {
-      const Index next = rows[static_cast<std::size_t>(i + 1)];
-      const char* p = ds.x_u8.empty() ? reinterpret_cast<const char*>(ds.x_f32.data() + next * nf)
-                                      : reinterpret_cast<const char*>(ds.x_u8.data() + next * nf);
-      for (int line = 0; line < 4; ++line) __builtin_prefetch(p + 64 * line);
-    }
     if (!ds.x_u8.empty()) {
       kt.scale_u8(ds.x_u8.data() + r * nf, shift, scale, x.row(i), nf);
     } else {
@@ -89,6 +81,20 @@ void gather_batch(const Dataset& ds, std::span<const Index> rows, const Preproce
       const float* t = ds.targets.data() + r * y.cols;
       std::copy(t, t + y.cols, yi);
     }
+  }
+}
+
+void prefetch_rows(const Dataset& ds, std::span<const Index> rows) {
+  const std::size_t row_bytes = static_cast<std::size_t>(ds.n_features) *
+                                (ds.x_u8.empty() ? sizeof(float) : sizeof(std::uint8_t));
+  // More than the L2 can hold would only evict what the current step is using.
+  constexpr std::size_t kMaxBytes = std::size_t{256} << 10;
+  if (row_bytes * rows.size() > kMaxBytes) return;
+  for (Index r : rows) {
+    const char* p = ds.x_u8.empty()
+                        ? reinterpret_cast<const char*>(ds.x_f32.data() + r * ds.n_features)
+                        : reinterpret_cast<const char*>(ds.x_u8.data() + r * ds.n_features);
+    for (std::size_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(p + off);
   }
 }
 

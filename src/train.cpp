@@ -181,6 +181,11 @@ std::vector<EpochStats> train(Model& model, Optimizer& optimizer, const TrainDat
       std::span<const Index> rows(order.data() + start, static_cast<std::size_t>(b));
       MatrixView xb = x.view().rows_range(0, b), yb = y.view().rows_range(0, b);
       gather_batch(ds, rows, data.pre, xb, yb);
+      if (start + b < n) {
+        prefetch_rows(
+            ds, std::span<const Index>(order.data() + start + b,
+                                       static_cast<std::size_t>(std::min(bs, n - start - b))));
+      }
       ConstMatrixView a = model.forward(xb);
       double loss = model.loss(yb);
       if (!std::isfinite(loss)) {

@@ -30,6 +30,11 @@ Preprocess standardize_preprocess(const Dataset& ds, std::span<const Index> rows
 void gather_batch(const Dataset& ds, std::span<const Index> rows, const Preprocess& pre,
                   MatrixView x, MatrixView y);
 
+// Asks the CPU to start loading rows `rows` of ds into cache (a hint; no effect on results). The
+// training loop calls it for the next batch while the current one computes: shuffled rows of a
+// dataset larger than the caches otherwise cost a memory round trip each.
+void prefetch_rows(const Dataset& ds, std::span<const Index> rows);
+
 // All rows 0..n-1.
 std::vector<Index> all_rows(const Dataset& ds);
 

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "backprop/rng.hpp"
+#include "kernels/kernels.hpp"
 
 namespace backprop {
 
@@ -186,7 +187,7 @@ double BasicModel<T>::loss(ConstMatrixViewT<T> y) const {
 }
 
 template <class T>
-void BasicModel<T>::backward(ConstMatrixViewT<T> x, ConstMatrixViewT<T> y) {
+void BasicModel<T>::check_backward_shapes(ConstMatrixViewT<T> x, ConstMatrixViewT<T> y) const {
   BACKPROP_ASSERT(batch_ > 0);
   if (x.rows != batch_ || x.cols != n_inputs() || y.rows != batch_ || y.cols != n_outputs()) {
     throw Error(ErrorCode::kUsage, "backward: inputs " + std::to_string(x.rows) + "x" +
@@ -195,6 +196,11 @@ void BasicModel<T>::backward(ConstMatrixViewT<T> x, ConstMatrixViewT<T> y) {
                                        " do not match the last forward pass (" +
                                        std::to_string(batch_) + " examples)");
   }
+}
+
+template <class T>
+void BasicModel<T>::backward(ConstMatrixViewT<T> x, ConstMatrixViewT<T> y) {
+  check_backward_shapes(x, y);
   const T slope = static_cast<T>(spec_.leaky_slope);
   int cur = 0;
   auto buffer = [&](int which, Index cols) {
@@ -211,6 +217,40 @@ void BasicModel<T>::backward(ConstMatrixViewT<T> x, ConstMatrixViewT<T> y) {
     // D5 (Δ[l-1] = (Δ[l]·W[l]) ∘ g'(Z[l-1]), g' from the cached A[l-1]), D6, D7.
     dense_backward<T>(in, layer_params(l), dz, g, spec_.hidden, slope, dz_prev,
                       /*accumulate=*/false);
+    dz = dz_prev;
+    cur = 1 - cur;
+  }
+}
+
+template <class T>
+void BasicModel<T>::backward_sgd(ConstMatrixViewT<T> x, ConstMatrixViewT<T> y, double lr) {
+  check_backward_shapes(x, y);
+  const T slope = static_cast<T>(spec_.leaky_slope);
+  const T minus_lr = static_cast<T>(-lr);
+  int cur = 0;
+  auto buffer = [&](int which, Index cols) {
+    return MatrixViewT<T>(delta_[which].data(), batch_, cols);
+  };
+  MatrixViewT<T> dz = buffer(cur, n_outputs());
+  loss_backward<T>(spec_.output, spec_.loss, acts_.back().view().rows_range(0, batch_), y, dz);
+  for (Index l = n_layers() - 1; l >= 0; --l) {
+    auto u = static_cast<std::size_t>(l);
+    ConstMatrixViewT<T> in = l == 0 ? x : acts_[u - 1].view().rows_range(0, batch_);
+    // D5 first: the layer below needs this layer's weights before the update.
+    MatrixViewT<T> dz_prev = l == 0 ? MatrixViewT<T>() : buffer(1 - cur, spec_.layers[u]);
+    if (l > 0) {
+      kernels::gemm_backward_data<T>(dz, weight(l), spec_.hidden, slope, in, dz_prev);
+    }
+    // D6 + D8: W ← W − η·Δᵀ·A, from the accumulators.
+    kernels::gemm_update_weights<T>(dz, in, weight(l), minus_lr);
+    // D7 + D8: the bias gradient (column sums in row order, as dense_backward), then the step.
+    std::span<T> db = bias_grad(l);
+    std::fill(db.begin(), db.end(), T(0));
+    for (Index i = 0; i < batch_; ++i) {
+      const T* di = dz.row(i);
+      for (Index j = 0; j < dz.cols; ++j) db[static_cast<std::size_t>(j)] += di[j];
+    }
+    kernels::axpy<T>(minus_lr, db, bias(l));
     dz = dz_prev;
     cur = 1 - cur;
   }

@@ -15,16 +15,18 @@ Sgd::Sgd(double lr) : Optimizer(lr) {
 
 void Sgd::step(std::span<float> params, std::span<const float> grads) {
   BACKPROP_ASSERT(params.size() == grads.size());
-  // θ += (−η)·g, vectorised on the active kernel table.
-  kernels::active().axpy(-static_cast<float>(lr_), grads.data(), params.data(),
-                         static_cast<Index>(params.size()));
+  kernels::axpy<float>(-static_cast<float>(lr_), grads, params);  // θ += (−η)·g
 }
 
 double train_step(Model& model, ConstMatrixView x, ConstMatrixView y, Optimizer& opt) {
   model.forward(x);
   double loss = model.loss(y);
-  model.backward(x, y);
-  opt.step(model.params(), model.grads());
+  if (std::optional<double> lr = opt.plain_sgd_rate()) {
+    model.backward_sgd(x, y, *lr);
+  } else {
+    model.backward(x, y);
+    opt.step(model.params(), model.grads());
+  }
   return loss;
 }
 

@@ -196,8 +196,12 @@ std::vector<EpochStats> train(Model& model, Optimizer& optimizer, const TrainDat
                         ") may be too high");
       }
       tally.add(ds, rows, a, yb, loss);
-      model.backward(xb, yb);
-      optimizer.step(model.params(), model.grads());
+      if (std::optional<double> lr = optimizer.plain_sgd_rate()) {
+        model.backward_sgd(xb, yb, *lr);  // D4–D8 in one pass: ∂L/∂W never stored
+      } else {
+        model.backward(xb, yb);
+        optimizer.step(model.params(), model.grads());
+      }
       if (callbacks.on_batch) {
         callbacks.on_batch({epoch, options.epochs, start + b, n, seconds_since(t0)});
       }

@@ -11,6 +11,7 @@
 
 #include "backprop/optimizer.hpp"
 #include "backprop/rng.hpp"
+#include "kernels/kernels.hpp"
 #include "test_util.hpp"
 
 namespace backprop {
@@ -182,6 +183,48 @@ TEST(Learning, XorReachesLowLossWithin5000Steps) {
   EXPECT_LT(loss, 1e-3) << "after " << step << " steps";
   ConstMatrixView out = m.forward(x.view());
   for (Index i = 0; i < 4; ++i) EXPECT_EQ(out(i, 0) > 0.5f, y(i, 0) > 0.5f);
+}
+
+// An optimizer that is plain SGD but does not say so: training takes the general path with it.
+class UnfusedSgd final : public Optimizer {
+ public:
+  explicit UnfusedSgd(double lr) : Optimizer(lr), sgd_(lr) {}
+  void step(std::span<float> p, std::span<const float> g) override { sgd_.step(p, g); }
+  std::string_view name() const override { return "unfused-sgd"; }
+
+ private:
+  Sgd sgd_;
+};
+
+TEST(Model, FusedSgdStepIsBitwiseTheUnfusedOne) {
+  for (const kernels::KernelTable* table : kernels::available()) {
+    const kernels::KernelTable& before = kernels::active();
+    kernels::set_active(*table);
+    for (Activation h : {Activation::kSigmoid, Activation::kRelu}) {
+      ModelSpec spec{.layers = {40, 64, 33, 5}, .hidden = h};
+      Model fused(spec), plain(spec);
+      fused.init(default_init(h), 3);
+      plain.init(default_init(h), 3);
+      Sgd sgd(0.2);
+      UnfusedSgd unfused(0.2);
+      Rng rng(4);
+      for (int step = 0; step < 20; ++step) {
+        const Index b = step % 2 == 0 ? 64 : 7;  // within one k block (<= 256)
+        Matrix x(b, 40), y(b, 5);
+        for (Index i = 0; i < b; ++i) {
+          for (Index j = 0; j < 40; ++j) x(i, j) = static_cast<float>(rng.normal());
+          y(i, static_cast<Index>(rng.below(5))) = 1;
+        }
+        double lf = train_step(fused, x.view(), y.view(), sgd);
+        double lp = train_step(plain, x.view(), y.view(), unfused);
+        ASSERT_EQ(lf, lp) << table->name << " step " << step;
+      }
+      EXPECT_EQ(
+          0, std::memcmp(fused.params().data(), plain.params().data(), fused.params().size_bytes()))
+          << table->name << " " << to_string(h);
+    }
+    kernels::set_active(before);
+  }
 }
 
 TEST(Optimizer, SgdTakesExactlyOneStep) {

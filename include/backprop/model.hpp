@@ -92,6 +92,12 @@ class BasicModel {
   double loss(ConstMatrixViewT<T> y) const;
   // After forward(x) with the same x: grads() = ∂L/∂θ for this batch (overwritten; D4–D7).
   void backward(ConstMatrixViewT<T> x, ConstMatrixViewT<T> y);
+  // After forward(x) with the same x: backward and plain SGD in one pass (D4–D8), each layer's
+  // W ← W − η·∂L/∂W applied straight from the weight-gradient product (its dz·w for the layer
+  // below taken first, with the old W), so ∂L/∂W is never stored. grads() holds only the bias
+  // gradients afterwards. For batches of at most 256 the parameters are bitwise those of
+  // backward() followed by Sgd::step.
+  void backward_sgd(ConstMatrixViewT<T> x, ConstMatrixViewT<T> y, double lr);
   // Output pre-activations Z[L] of the last forward (B×n_outputs).
   ConstMatrixViewT<T> logits() const { return z_out_.view().rows_range(0, batch_); }
 
@@ -107,6 +113,7 @@ class BasicModel {
     return {base + b_offset_[u], static_cast<std::size_t>(spec_.layers[u + 1])};
   }
   void ensure_workspace(Index batch);
+  void check_backward_shapes(ConstMatrixViewT<T> x, ConstMatrixViewT<T> y) const;
   DenseParamsT<T> layer_params(Index l) const { return {weight(l), bias(l).data()}; }
 
   ModelSpec spec_;

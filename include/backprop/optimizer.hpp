@@ -3,6 +3,7 @@
 // interface.
 #pragma once
 
+#include <optional>
 #include <span>
 #include <string_view>
 
@@ -16,6 +17,10 @@ class Optimizer {
   // One update of params from grads (same length: Model::params() and Model::grads()).
   virtual void step(std::span<float> params, std::span<const float> grads) = 0;
   virtual std::string_view name() const = 0;
+
+  // The learning rate if this optimizer is plain SGD (θ ← θ − η·g and nothing else), so the
+  // training loop may fuse the step into the backward pass (Model::backward_sgd).
+  virtual std::optional<double> plain_sgd_rate() const { return std::nullopt; }
 
   double learning_rate() const { return lr_; }
   void set_learning_rate(double lr) { lr_ = lr; }
@@ -31,10 +36,11 @@ class Sgd final : public Optimizer {
   explicit Sgd(double lr);
   void step(std::span<float> params, std::span<const float> grads) override;
   std::string_view name() const override { return "sgd"; }
+  std::optional<double> plain_sgd_rate() const override { return lr_; }
 };
 
-// One training step on a batch: forward, loss, backward, optimizer step. Returns the batch loss
-// (before the update).
+// One training step on a batch: forward, loss, backward, optimizer step (for plain SGD fused into
+// the backward pass). Returns the batch loss (before the update).
 double train_step(Model& model, ConstMatrixView x, ConstMatrixView y, Optimizer& opt);
 
 }  // namespace backprop

@@ -52,21 +52,33 @@ void gemm_serial(const KernelTable& t, Index m, Index n, Index k, Operand<float>
   const Epilogue* last = ep.kind == Epilogue::Kind::kNone ? nullptr : &ep;
   float* ap = scratch<float>(0, t.mc * t.kc);
   float* bp = scratch<float>(1, t.kc * round_up(std::min(n, t.nc), t.nr));
+  // B with contiguous rows and k within one block (the weight gradient at batch sizes up to KC;
+  // dz·w for narrow layers) is read in place: packing would copy every element for a panel used
+  // only a few times. A partial last panel is still packed (the kernel reads whole panels).
+  const bool b_in_place = b.cs == 1 && k <= t.kc;
   // k == 0 still runs one (empty) k block, so C is cleared or kept and the epilogue applied.
   const Index k_blocks_end = std::max<Index>(k, 1);
   for (Index jc = 0; jc < n; jc += t.nc) {  // loop 5
     const Index nc = std::min(t.nc, n - jc);
-    for (Index pc = 0; pc < k_blocks_end; pc += t.kc) {  // loop 4
+    const Index nc_full = b_in_place ? nc / t.nr * t.nr : 0;  // panels read in place
+    for (Index pc = 0; pc < k_blocks_end; pc += t.kc) {       // loop 4
       const Index kc = std::min(t.kc, k - pc);
-      t.pack_b(nc, kc, b.p + pc * b.rs + jc * b.cs, b.rs, b.cs, bp);
+      const float* b_block = b.p + pc * b.rs + jc * b.cs;
+      if (nc_full < nc) {
+        t.pack_b(nc - nc_full, kc, b_block + nc_full * b.cs, b.rs, b.cs, bp + nc_full * kc);
+      }
       const bool acc = accumulate || pc > 0;
-      const Epilogue* e = pc + t.kc >= k ? last : nullptr;
+      // The scaled add applies to every k block's partial sum; the others to the finished sum.
+      const Epilogue* e = pc + t.kc >= k || ep.kind == Epilogue::Kind::kScaledAdd ? last : nullptr;
       for (Index ic = 0; ic < m; ic += t.mc) {  // loop 3
         const Index mc = std::min(t.mc, m - ic);
         t.pack_a(mc, kc, a.p + ic * a.rs + pc * a.cs, a.rs, a.cs, ap);
-        for (Index jr = 0; jr < nc; jr += t.nr) {    // loop 2
+        for (Index jr = 0; jr < nc; jr += t.nr) {  // loop 2
+          const bool in_place = jr < nc_full;
+          const float* bj = in_place ? b_block + jr : bp + jr * kc;
+          const Index ldb = in_place ? b.rs : t.nr;
           for (Index ir = 0; ir < mc; ir += t.mr) {  // loop 1
-            t.ukernel(kc, ap + ir * kc, bp + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc,
+            t.ukernel(kc, ap + ir * kc, bj, ldb, c + (ic + ir) * ldc + jc + jr, ldc,
                       std::min(t.mr, mc - ir), std::min(t.nr, nc - jr), acc, e, row0 + ic + ir,
                       col0 + jc + jr);
           }
@@ -164,8 +176,30 @@ void ref_epilogue(Index m, Index n, T* c, Index ldc, const EpilogueT<T>& ep, Ind
 
 template <class T>
 void ref_serial(Index m, Index n, Index k, Operand<T> a, Operand<T> b, T* c, Index ldc,
+                bool accumulate, const EpilogueT<T>& ep, Index row0, Index col0);
+
+// C += alpha·(A·B) on the portable path: the product into a temporary, then the scaled add.
+template <class T>
+void ref_scaled_add(Index m, Index n, Index k, Operand<T> a, Operand<T> b, T* c, Index ldc,
+                    bool accumulate, const EpilogueT<T>& ep) {
+  BasicMatrix<T> prod(m, n);
+  ref_serial<T>(m, n, k, a, b, prod.data(), n, false, EpilogueT<T>{}, 0, 0);
+  for (Index i = 0; i < m; ++i) {
+    for (Index j = 0; j < n; ++j) {
+      T* cij = c + i * ldc + j;
+      *cij = (accumulate ? *cij : T(0)) + ep.alpha * prod(i, j);
+    }
+  }
+}
+
+template <class T>
+void ref_serial(Index m, Index n, Index k, Operand<T> a, Operand<T> b, T* c, Index ldc,
                 bool accumulate, const EpilogueT<T>& ep, Index row0, Index col0) {
   using Bk = Blocking<T>;
+  if (ep.kind == EpilogueT<T>::Kind::kScaledAdd) {
+    ref_scaled_add<T>(m, n, k, a, b, c, ldc, accumulate, ep);
+    return;
+  }
   if (k == 0 && !accumulate) {
     for (Index i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, T(0));
   }
@@ -319,6 +353,27 @@ void gemm_backward_weights(ConstMatrixViewT<T> dz, ConstMatrixViewT<T> x, Matrix
 }
 
 template <class T>
+void axpy(T alpha, std::span<const T> x, std::span<T> y) noexcept {
+  BACKPROP_DASSERT(x.size() == y.size());
+  if constexpr (std::is_same_v<T, float>) {
+    active().axpy(alpha, x.data(), y.data(), static_cast<Index>(x.size()));
+  } else {
+    for (std::size_t i = 0; i < x.size(); ++i) y[i] += alpha * x[i];
+  }
+}
+
+template <class T>
+void gemm_update_weights(ConstMatrixViewT<T> dz, ConstMatrixViewT<T> x, MatrixViewT<T> w,
+                         T alpha) noexcept {
+  BACKPROP_DASSERT(dz.rows == x.rows && w.rows == dz.cols && w.cols == x.cols);
+  EpilogueT<T> ep;
+  ep.kind = EpilogueT<T>::Kind::kScaledAdd;
+  ep.alpha = alpha;
+  run<T>(dz.cols, x.cols, dz.rows, {dz.data, 1, dz.stride}, {x.data, x.stride, 1}, w.data, w.stride,
+         true, ep);
+}
+
+template <class T>
 void activation_forward_rows(Activation g, T slope, ConstMatrixViewT<T> z,
                              MatrixViewT<T> a) noexcept {
   BACKPROP_DASSERT(z.rows == a.rows && z.cols == a.cols);
@@ -355,6 +410,9 @@ void activation_backward_rows(Activation g, T slope, ConstMatrixViewT<T> a, Cons
                                       ConstMatrixViewT<T>, MatrixViewT<T>) noexcept;               \
   template void gemm_backward_weights<T>(ConstMatrixViewT<T>, ConstMatrixViewT<T>, MatrixViewT<T>, \
                                          bool) noexcept;                                           \
+  template void axpy<T>(T, std::span<const T>, std::span<T>) noexcept;                             \
+  template void gemm_update_weights<T>(ConstMatrixViewT<T>, ConstMatrixViewT<T>, MatrixViewT<T>,   \
+                                       T) noexcept;                                                \
   template void activation_forward_rows<T>(Activation, T, ConstMatrixViewT<T>,                     \
                                            MatrixViewT<T>) noexcept;                               \
   template void activation_backward_rows<T>(Activation, T, ConstMatrixViewT<T>,                    \

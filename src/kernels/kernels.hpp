@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -34,8 +35,11 @@ struct Operand {
 // What happens to a tile of C once its k products are all summed.
 template <class T>
 struct EpilogueT {
-  enum class Kind { kNone, kBiasActivation, kActivationGrad };
+  // kScaledAdd: C += alpha·(A·B) on every k block (C = alpha·(A·B) without accumulate): the
+  // weight-gradient product straight into the weights, W ← W − η·dzᵀx, as plain SGD needs.
+  enum class Kind { kNone, kBiasActivation, kActivationGrad, kScaledAdd };
   Kind kind = Kind::kNone;
+  T alpha = 1;                             // kScaledAdd
   const T* bias = nullptr;                 // kBiasActivation: n values added to every row, or null
   Activation act = Activation::kIdentity;  // kBiasActivation: g; kActivationGrad: g' from `src`
   T slope = 0;                             // leaky ReLU
@@ -48,9 +52,12 @@ using Epilogue = EpilogueT<float>;
 // pack_a makes MR-tall panels (kc × MR each), pack_b NR-wide panels (kc × NR each), zero-padded.
 using PackFn = void (*)(Index rows, Index kc, const float* src, Index rs, Index cs, float* dst);
 // C[m×n] (+)= Ap·Bp for one MR×NR tile (m <= MR, n <= NR valid); then, if ep is not null, the
-// epilogue, with (row0, col0) the tile's place in the whole C (for bias and src).
-using UkernelFn = void (*)(Index kc, const float* ap, const float* bp, float* c, Index ldc, Index m,
-                           Index n, bool accumulate, const Epilogue* ep, Index row0, Index col0);
+// epilogue, with (row0, col0) the tile's place in the whole C (for bias and src). Row p of the
+// B panel is at bp + p·ldb: ldb = NR for a packed panel, or the row stride of B when B is read in
+// place (all NR columns must then exist).
+using UkernelFn = void (*)(Index kc, const float* ap, const float* bp, Index ldb, float* c,
+                           Index ldc, Index m, Index n, bool accumulate, const Epilogue* ep,
+                           Index row0, Index col0);
 
 // C[m×n] = X·Wᵀ with X (m×k, row stride ldx) and W (n×k, row stride ldw) read as they are, then
 // the forward epilogue (kNone or kBiasActivation), col0 placing the block's columns for the bias.
@@ -111,10 +118,20 @@ void gemm_forward(ConstMatrixViewT<T> x, ConstMatrixViewT<T> w, const T* b, Acti
 template <class T>
 void gemm_backward_data(ConstMatrixViewT<T> dz, ConstMatrixViewT<T> w, Activation g, T slope,
                         ConstMatrixViewT<T> a_prev, MatrixViewT<T> dz_prev) noexcept;
+// w += alpha·dzᵀ·x: plain SGD's update (alpha = −η) from the weight-gradient product itself,
+// without writing dw. With the batch within one k block (B <= the table's KC) the result is
+// bitwise what gemm_backward_weights followed by axpy(alpha, dw, w) gives.
+template <class T>
+void gemm_update_weights(ConstMatrixViewT<T> dz, ConstMatrixViewT<T> x, MatrixViewT<T> w,
+                         T alpha) noexcept;
 // accumulate: dw += dzᵀ·x; otherwise dw = dzᵀ·x.
 template <class T>
 void gemm_backward_weights(ConstMatrixViewT<T> dz, ConstMatrixViewT<T> x, MatrixViewT<T> dw,
                            bool accumulate) noexcept;
+
+// y += alpha·x elementwise (SGD's step): active().axpy for float, a plain loop for double.
+template <class T>
+void axpy(T alpha, std::span<const T> x, std::span<T> y) noexcept;
 
 // Elementwise helpers over row-major views, on active() for float and plain loops for double.
 template <class T>

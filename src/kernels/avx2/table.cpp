@@ -93,7 +93,7 @@ using S = Simd;
 // 6×16: 12 accumulators + 2 B vectors + 1 broadcast of the 16 ymm registers. KC × NR of B
 // (16 KiB) in L1, MC × KC of A (144 KiB) in L2.
 const KernelTable& avx2_table() {
-  static const KernelTable table = make_table<6, 2, 256, 144, 4096, 3, 4>("avx2", 128);
+  static const KernelTable table = make_table<6, 2, 256, 144, 4096, 3, 4>("avx2", 80);
   return table;
 }
 

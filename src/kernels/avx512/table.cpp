@@ -105,7 +105,7 @@ using S = Simd;
 // 12×32: 24 accumulators + 2 B vectors + 1 broadcast of the 32 zmm registers. KC × NR of B
 // (32 KiB) in L1 (48 KiB on Zen 5), MC × KC of A (240 KiB) in L2.
 const KernelTable& avx512_table() {
-  static const KernelTable table = make_table<12, 2, 256, 240, 4096, 4, 4>("avx512", 128);
+  static const KernelTable table = make_table<12, 2, 256, 240, 4096, 4, 4>("avx512", 80);
   return table;
 }
 

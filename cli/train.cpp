@@ -7,6 +7,7 @@
 
 #include "commands.hpp"
 #include "common.hpp"
+#include "kernels/kernels.hpp"
 
 namespace backprop::cli {
 
@@ -171,9 +172,9 @@ int run_train(TrainFlags& f) {
                 std::string(to_string(spec.loss)).c_str(),
                 format_thousands(static_cast<double>(spec.n_params())).c_str(),
                 std::string(to_string(init)).c_str());
-    std::printf("train   sgd lr %g, batch %lld, %d epochs, seed %llu, %d threads\n", f.lr,
-                static_cast<long long>(f.batch_size), f.epochs,
-                static_cast<unsigned long long>(f.seed), num_threads());
+    std::printf("train   sgd lr %g, batch %lld, %d epochs, seed %llu, %d threads, %s kernels\n",
+                f.lr, static_cast<long long>(f.batch_size), f.epochs,
+                static_cast<unsigned long long>(f.seed), num_threads(), kernels::active().name);
     std::fflush(stdout);
   }
 

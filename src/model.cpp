@@ -199,20 +199,33 @@ void BasicModel<T>::check_backward_shapes(ConstMatrixViewT<T> x, ConstMatrixView
 }
 
 template <class T>
-void BasicModel<T>::backward(ConstMatrixViewT<T> x, ConstMatrixViewT<T> y) {
+MatrixViewT<T> BasicModel<T>::delta(int which, Index cols) {
+  return MatrixViewT<T>(delta_[which].data(), batch_, cols);
+}
+
+template <class T>
+MatrixViewT<T> BasicModel<T>::output_delta(ConstMatrixViewT<T> x, ConstMatrixViewT<T> y) {
   check_backward_shapes(x, y);
-  const T slope = static_cast<T>(spec_.leaky_slope);
-  int cur = 0;
-  auto buffer = [&](int which, Index cols) {
-    return MatrixViewT<T>(delta_[which].data(), batch_, cols);
-  };
-  // D4: Δ[L] from the loss.
-  MatrixViewT<T> dz = buffer(cur, n_outputs());
+  // D4: Δ[L] from the loss, into the first ping-pong buffer.
+  MatrixViewT<T> dz = delta(0, n_outputs());
   loss_backward<T>(spec_.output, spec_.loss, acts_.back().view().rows_range(0, batch_), y, dz);
+  return dz;
+}
+
+template <class T>
+ConstMatrixViewT<T> BasicModel<T>::layer_input(ConstMatrixViewT<T> x, Index l) const {
+  return l == 0 ? x : acts_[static_cast<std::size_t>(l) - 1].view().rows_range(0, batch_);
+}
+
+template <class T>
+void BasicModel<T>::backward(ConstMatrixViewT<T> x, ConstMatrixViewT<T> y) {
+  const T slope = static_cast<T>(spec_.leaky_slope);
+  MatrixViewT<T> dz = output_delta(x, y);
+  int cur = 0;
   for (Index l = n_layers() - 1; l >= 0; --l) {
     auto u = static_cast<std::size_t>(l);
-    ConstMatrixViewT<T> in = l == 0 ? x : acts_[u - 1].view().rows_range(0, batch_);
-    MatrixViewT<T> dz_prev = l == 0 ? MatrixViewT<T>() : buffer(1 - cur, spec_.layers[u]);
+    ConstMatrixViewT<T> in = layer_input(x, l);
+    MatrixViewT<T> dz_prev = l == 0 ? MatrixViewT<T>() : delta(1 - cur, spec_.layers[u]);
     DenseGradsT<T> g{weight_grad(l), bias_grad(l).data()};
     // D5 (Δ[l-1] = (Δ[l]·W[l]) ∘ g'(Z[l-1]), g' from the cached A[l-1]), D6, D7.
     dense_backward<T>(in, layer_params(l), dz, g, spec_.hidden, slope, dz_prev,
@@ -224,20 +237,15 @@ void BasicModel<T>::backward(ConstMatrixViewT<T> x, ConstMatrixViewT<T> y) {
 
 template <class T>
 void BasicModel<T>::backward_sgd(ConstMatrixViewT<T> x, ConstMatrixViewT<T> y, double lr) {
-  check_backward_shapes(x, y);
   const T slope = static_cast<T>(spec_.leaky_slope);
   const T minus_lr = static_cast<T>(-lr);
+  MatrixViewT<T> dz = output_delta(x, y);
   int cur = 0;
-  auto buffer = [&](int which, Index cols) {
-    return MatrixViewT<T>(delta_[which].data(), batch_, cols);
-  };
-  MatrixViewT<T> dz = buffer(cur, n_outputs());
-  loss_backward<T>(spec_.output, spec_.loss, acts_.back().view().rows_range(0, batch_), y, dz);
   for (Index l = n_layers() - 1; l >= 0; --l) {
     auto u = static_cast<std::size_t>(l);
-    ConstMatrixViewT<T> in = l == 0 ? x : acts_[u - 1].view().rows_range(0, batch_);
+    ConstMatrixViewT<T> in = layer_input(x, l);
     // D5 first: the layer below needs this layer's weights before the update.
-    MatrixViewT<T> dz_prev = l == 0 ? MatrixViewT<T>() : buffer(1 - cur, spec_.layers[u]);
+    MatrixViewT<T> dz_prev = l == 0 ? MatrixViewT<T>() : delta(1 - cur, spec_.layers[u]);
     if (l > 0) {
       kernels::gemm_backward_data<T>(dz, weight(l), spec_.hidden, slope, in, dz_prev);
     }

@@ -48,10 +48,9 @@ std::string combo_name(const ::testing::TestParamInfo<Combo>& info) {
   return s;
 }
 
-class GradcheckAll : public ::testing::TestWithParam<Combo> {};
-
-TEST_P(GradcheckAll, AnalyticMatchesFiniteDifferences) {
-  auto [hidden, output, loss, depth, batch] = GetParam();
+// 5 inputs, 1-3 hidden layers of 7, 6, 4, 3 outputs.
+ModelSpec spec_of(const Combo& c) {
+  auto [hidden, output, loss, depth, batch] = c;
   ModelSpec spec;
   spec.layers = {5};
   const Index widths[] = {7, 6, 4};
@@ -60,8 +59,16 @@ TEST_P(GradcheckAll, AnalyticMatchesFiniteDifferences) {
   spec.hidden = hidden;
   spec.output = output;
   spec.loss = loss;
+  return spec;
+}
+
+class GradcheckAll : public ::testing::TestWithParam<Combo> {};
+
+TEST_P(GradcheckAll, AnalyticMatchesFiniteDifferences) {
+  const int depth = std::get<3>(GetParam());
+  ModelSpec spec = spec_of(GetParam());
   GradcheckOptions options;
-  options.batch = batch;
+  options.batch = std::get<4>(GetParam());
   options.seed = 3;
   GradcheckReport report = gradcheck(spec, options);
   ASSERT_EQ(report.tensors.size(), static_cast<std::size_t>(2 * (depth + 1)));
@@ -87,17 +94,9 @@ TEST_P(GradcheckFloat, EveryPairPassesOnThisTable) {
   kernels::set_active(*table);
   double worst = 0;
   for (const Combo& c : all_combos()) {
-    auto [hidden, output, loss, depth, batch] = c;
-    ModelSpec spec;
-    spec.layers = {5};
-    const Index widths[] = {7, 6, 4};
-    for (int d = 0; d < depth; ++d) spec.layers.push_back(widths[d]);
-    spec.layers.push_back(3);
-    spec.hidden = hidden;
-    spec.output = output;
-    spec.loss = loss;
+    ModelSpec spec = spec_of(c);
     GradcheckOptions options;
-    options.batch = batch;
+    options.batch = std::get<4>(c);
     options.seed = 3;
     options.precision = Precision::kFloat;
     GradcheckReport report = gradcheck(spec, options);

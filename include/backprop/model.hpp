@@ -114,6 +114,12 @@ class BasicModel {
   }
   void ensure_workspace(Index batch);
   void check_backward_shapes(ConstMatrixViewT<T> x, ConstMatrixViewT<T> y) const;
+  // Ping-pong buffer `which` (0 or 1) viewed as batch × cols.
+  MatrixViewT<T> delta(int which, Index cols);
+  // Checks the shapes, then Δ[L] from the loss (D4) into delta(0).
+  MatrixViewT<T> output_delta(ConstMatrixViewT<T> x, ConstMatrixViewT<T> y);
+  // A[l-1] of the last forward (x for the first layer).
+  ConstMatrixViewT<T> layer_input(ConstMatrixViewT<T> x, Index l) const;
   DenseParamsT<T> layer_params(Index l) const { return {weight(l), bias(l).data()}; }
 
   ModelSpec spec_;

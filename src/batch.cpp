@@ -51,7 +51,7 @@ Preprocess standardize_preprocess(const Dataset& ds, std::span<const Index> rows
 }
 
 void gather_batch(const Dataset& ds, std::span<const Index> rows, const Preprocess& pre,
-                  MatrixView x, MatrixView y) {
+                  MatrixView x, MatrixView y, float label_smoothing) {
   const auto b = static_cast<Index>(rows.size());
   BACKPROP_ASSERT(x.rows == b && x.cols == ds.n_features);
   BACKPROP_ASSERT(static_cast<Index>(pre.shift.size()) == ds.n_features &&
@@ -75,8 +75,9 @@ void gather_batch(const Dataset& ds, std::span<const Index> rows, const Preproce
     const Index r = rows[static_cast<std::size_t>(i)];
     float* yi = y.row(i);
     if (ds.task == Task::kClassify) {
-      std::fill(yi, yi + y.cols, 0.0f);
-      yi[ds.labels[static_cast<std::size_t>(r)]] = 1.0f;
+      const float off = label_smoothing / static_cast<float>(y.cols);
+      std::fill(yi, yi + y.cols, off);
+      yi[ds.labels[static_cast<std::size_t>(r)]] = 1.0f - label_smoothing + off;
     } else {
       const float* t = ds.targets.data() + r * y.cols;
       std::copy(t, t + y.cols, yi);

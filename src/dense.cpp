@@ -19,16 +19,13 @@ void dense_forward(ConstMatrixViewT<T> x, DenseParamsT<T> p, Activation g, T slo
 
 template <class T>
 void dense_backward(ConstMatrixViewT<T> x, DenseParamsT<T> p, ConstMatrixViewT<T> dz,
-                    DenseGradsT<T> g, Activation g_x, T slope, MatrixViewT<T> dz_x,
-                    bool accumulate) noexcept {
+                    DenseGradsT<T> g, Activation g_x, T slope, MatrixViewT<T> dz_x, bool accumulate,
+                    ConstMatrixViewT<T> x_act, ConstMatrixViewT<T> x_mask) noexcept {
   kernels::gemm_backward_weights<T>(dz, x, g.dw, accumulate);  // D6
-  // D7: column sums, rows in order, so the sum does not depend on how the batch was computed.
-  if (!accumulate) std::fill(g.db, g.db + dz.cols, T(0));
-  for (Index i = 0; i < dz.rows; ++i) {
-    const T* di = dz.row(i);
-    for (Index j = 0; j < dz.cols; ++j) g.db[j] += di[j];
+  kernels::column_sums<T>(dz, g.db, accumulate);               // D7
+  if (!dz_x.empty()) {                                         // D5
+    kernels::gemm_backward_data<T>(dz, p.w, g_x, slope, x_act.empty() ? x : x_act, dz_x, x_mask);
   }
-  if (!dz_x.empty()) kernels::gemm_backward_data<T>(dz, p.w, g_x, slope, x, dz_x);  // D5
 }
 
 template void dense_forward<float>(ConstMatrixView, DenseParamsT<float>, Activation, float,
@@ -36,10 +33,11 @@ template void dense_forward<float>(ConstMatrixView, DenseParamsT<float>, Activat
 template void dense_forward<double>(ConstMatrixViewT<double>, DenseParamsT<double>, Activation,
                                     double, MatrixViewT<double>, MatrixViewT<double>) noexcept;
 template void dense_backward<float>(ConstMatrixView, DenseParamsT<float>, ConstMatrixView,
-                                    DenseGradsT<float>, Activation, float, MatrixView,
-                                    bool) noexcept;
+                                    DenseGradsT<float>, Activation, float, MatrixView, bool,
+                                    ConstMatrixView, ConstMatrixView) noexcept;
 template void dense_backward<double>(ConstMatrixViewT<double>, DenseParamsT<double>,
                                      ConstMatrixViewT<double>, DenseGradsT<double>, Activation,
-                                     double, MatrixViewT<double>, bool) noexcept;
+                                     double, MatrixViewT<double>, bool, ConstMatrixViewT<double>,
+                                     ConstMatrixViewT<double>) noexcept;
 
 }  // namespace backprop

@@ -115,7 +115,14 @@ GradcheckReport gradcheck(const ModelSpec& spec, const GradcheckOptions& options
     }
   }
 
-  model.forward(x);
+  // Dropout masks are drawn from a fresh copy of the same stream at every forward pass.
+  auto forward = [&](auto& m, const auto& input) {
+    if (options.dropout.empty()) return m.forward(input);
+    Rng masks = Rng::stream(options.seed, "gradcheck-dropout");
+    typename std::remove_reference_t<decltype(m)>::Dropout d{options.dropout, &masks};
+    return m.forward(input, &d);
+  };
+  forward(model, x);
   model.backward(x, y);
   std::vector<double> analytic(model.grads().begin(), model.grads().end());
   GradcheckOptions rule = options;
@@ -127,7 +134,7 @@ GradcheckReport gradcheck(const ModelSpec& spec, const GradcheckOptions& options
       for (Index c = 0; c < n_in; ++c) fx(r, c) = static_cast<float>(x(r, c));
       for (Index c = 0; c < n_out; ++c) fy(r, c) = static_cast<float>(y(r, c));
     }
-    fmodel.forward(fx);
+    forward(fmodel, fx);
     fmodel.backward(fx, fy);
     analytic.assign(fmodel.grads().begin(), fmodel.grads().end());
     rule.rel_tol = kFloatRelTol;
@@ -136,7 +143,7 @@ GradcheckReport gradcheck(const ModelSpec& spec, const GradcheckOptions& options
   }
 
   auto loss_at = [&]() {
-    model.forward(x);
+    forward(model, x);
     return model.loss(y);
   };
   const double h = options.step;

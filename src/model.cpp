@@ -153,22 +153,58 @@ void BasicModel<T>::ensure_workspace(Index batch) {
 }
 
 template <class T>
-ConstMatrixViewT<T> BasicModel<T>::forward(ConstMatrixViewT<T> x) {
+ConstMatrixViewT<T> BasicModel<T>::forward(ConstMatrixViewT<T> x, const Dropout* dropout) {
   if (x.rows < 1 || x.cols != n_inputs()) {
     throw Error(ErrorCode::kUsage, "forward: input is " + std::to_string(x.rows) + "x" +
                                        std::to_string(x.cols) + ", expected B x " +
                                        std::to_string(n_inputs()) + " with B >= 1");
   }
+  const Index hidden_layers = n_layers() - 1;
+  if (dropout != nullptr) {
+    if (static_cast<Index>(dropout->rates.size()) != hidden_layers || dropout->rng == nullptr) {
+      throw Error(ErrorCode::kUsage, "dropout: " + std::to_string(dropout->rates.size()) +
+                                         " rates for " + std::to_string(hidden_layers) +
+                                         " hidden layers");
+    }
+    for (double p : dropout->rates) {
+      if (!(p >= 0 && p < 1)) {
+        throw Error(ErrorCode::kUsage, "dropout rate " + std::to_string(p) + ": expected [0, 1)");
+      }
+    }
+  }
   ensure_workspace(x.rows);
   batch_ = x.rows;
+  dropped_.assign(static_cast<std::size_t>(std::max<Index>(hidden_layers, 0)), 0);
   ConstMatrixViewT<T> in = x;
   const T slope = static_cast<T>(spec_.leaky_slope);
   for (Index l = 0; l < n_layers(); ++l) {
-    MatrixViewT<T> a = acts_[static_cast<std::size_t>(l)].view().rows_range(0, batch_);
+    auto u = static_cast<std::size_t>(l);
+    MatrixViewT<T> a = acts_[u].view().rows_range(0, batch_);
     // Hidden layers compute z into a's storage and activate in place; the output layer keeps
     // Z[L] for the loss, which cross-entropy evaluates from the logits.
     MatrixViewT<T> z = l + 1 == n_layers() ? z_out_.view().rows_range(0, batch_) : a;
     dense_forward<T>(in, layer_params(l), activation(l), slope, z, a);
+    const double p = dropout != nullptr && l < hidden_layers ? dropout->rates[u] : 0.0;
+    if (p > 0) {
+      // Keep a (g' is taken from it), draw the mask, and pass a ∘ mask on.
+      if (pre_dropout_.size() != acts_.size()) {
+        pre_dropout_.resize(acts_.size());
+        masks_.resize(acts_.size());
+      }
+      pre_dropout_[u].resize(batch_, a.cols);
+      masks_[u].resize(batch_, a.cols);
+      copy<T>(a, pre_dropout_[u].view());
+      const T keep_scale = static_cast<T>(1.0 / (1.0 - p));
+      for (Index i = 0; i < batch_; ++i) {
+        T* ai = a.row(i);
+        T* mi = masks_[u].view().row(i);
+        for (Index j = 0; j < a.cols; ++j) {
+          mi[j] = dropout->rng->uniform() < p ? T(0) : keep_scale;
+          ai[j] *= mi[j];
+        }
+      }
+      dropped_[u] = 1;
+    }
     in = a;
   }
   return in;
@@ -218,6 +254,20 @@ ConstMatrixViewT<T> BasicModel<T>::layer_input(ConstMatrixViewT<T> x, Index l) c
 }
 
 template <class T>
+ConstMatrixViewT<T> BasicModel<T>::input_for_derivative(Index l) const {
+  auto u = static_cast<std::size_t>(l) - 1;
+  if (u < dropped_.size() && dropped_[u]) return pre_dropout_[u].view().rows_range(0, batch_);
+  return acts_[u].view().rows_range(0, batch_);
+}
+
+template <class T>
+ConstMatrixViewT<T> BasicModel<T>::input_mask(Index l) const {
+  auto u = static_cast<std::size_t>(l) - 1;
+  if (u < dropped_.size() && dropped_[u]) return masks_[u].view().rows_range(0, batch_);
+  return {};
+}
+
+template <class T>
 void BasicModel<T>::backward(ConstMatrixViewT<T> x, ConstMatrixViewT<T> y) {
   const T slope = static_cast<T>(spec_.leaky_slope);
   MatrixViewT<T> dz = output_delta(x, y);
@@ -227,9 +277,11 @@ void BasicModel<T>::backward(ConstMatrixViewT<T> x, ConstMatrixViewT<T> y) {
     ConstMatrixViewT<T> in = layer_input(x, l);
     MatrixViewT<T> dz_prev = l == 0 ? MatrixViewT<T>() : delta(1 - cur, spec_.layers[u]);
     DenseGradsT<T> g{weight_grad(l), bias_grad(l).data()};
-    // D5 (Δ[l-1] = (Δ[l]·W[l]) ∘ g'(Z[l-1]), g' from the cached A[l-1]), D6, D7.
+    // D6, D7, and D5: Δ[l-1] = (Δ[l]·W[l]) ∘ g'(Z[l-1]) (∘ the dropout mask), g' from the cached
+    // A[l-1] before the mask.
     dense_backward<T>(in, layer_params(l), dz, g, spec_.hidden, slope, dz_prev,
-                      /*accumulate=*/false);
+                      /*accumulate=*/false, l > 0 ? input_for_derivative(l) : in,
+                      l > 0 ? input_mask(l) : ConstMatrixViewT<T>());
     dz = dz_prev;
     cur = 1 - cur;
   }
@@ -247,17 +299,14 @@ void BasicModel<T>::backward_sgd(ConstMatrixViewT<T> x, ConstMatrixViewT<T> y, d
     // D5 first: the layer below needs this layer's weights before the update.
     MatrixViewT<T> dz_prev = l == 0 ? MatrixViewT<T>() : delta(1 - cur, spec_.layers[u]);
     if (l > 0) {
-      kernels::gemm_backward_data<T>(dz, weight(l), spec_.hidden, slope, in, dz_prev);
+      kernels::gemm_backward_data<T>(dz, weight(l), spec_.hidden, slope, input_for_derivative(l),
+                                     dz_prev, input_mask(l));
     }
     // D6 + D8: W ← W − η·Δᵀ·A, from the accumulators.
     kernels::gemm_update_weights<T>(dz, in, weight(l), minus_lr);
     // D7 + D8: the bias gradient (column sums in row order, as dense_backward), then the step.
     std::span<T> db = bias_grad(l);
-    std::fill(db.begin(), db.end(), T(0));
-    for (Index i = 0; i < batch_; ++i) {
-      const T* di = dz.row(i);
-      for (Index j = 0; j < dz.cols; ++j) db[static_cast<std::size_t>(j)] += di[j];
-    }
+    kernels::column_sums<T>(dz, db.data(), /*accumulate=*/false);
     kernels::axpy<T>(minus_lr, db, bias(l));
     dz = dz_prev;
     cur = 1 - cur;

@@ -118,6 +118,25 @@ INSTANTIATE_TEST_SUITE_P(EveryTable, GradcheckFloat, ::testing::ValuesIn([] {
                          }()),
                          [](const auto& p) { return p.param; });
 
+TEST(Gradcheck, DropoutBackwardMatchesFiniteDifferences) {
+  for (Activation h : {Activation::kSigmoid, Activation::kTanh, Activation::kRelu,
+                       Activation::kLeakyRelu, Activation::kIdentity}) {
+    for (Precision precision : {Precision::kDouble, Precision::kFloat}) {
+      ModelSpec spec{.layers = {6, 9, 8, 4}, .hidden = h};
+      GradcheckOptions options;
+      options.batch = 7;
+      options.precision = precision;
+      options.dropout = {0.3, 0.5};
+      GradcheckReport report = gradcheck(spec, options);
+      for (const auto& t : report.tensors) {
+        EXPECT_EQ(t.n_failed, 0) << to_string(h) << " layer " << t.layer
+                                 << (t.is_bias ? " bias" : " weight") << ": " << t.max_rel_err;
+        EXPECT_GT(t.max_abs_grad, kNonTrivialGradient);
+      }
+    }
+  }
+}
+
 TEST(Gradcheck, PassesOverManySeeds) {
   // RELIABILITY B.4.1: 100 seeds of a 3-layer tanh/softmax/cross-entropy net.
   ModelSpec spec{.layers = {6, 8, 5, 4},

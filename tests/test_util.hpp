@@ -49,6 +49,8 @@ inline const char* code_name(ErrorCode code) {
       return "kLimit";
     case ErrorCode::kNumeric:
       return "kNumeric";
+    case ErrorCode::kInterrupted:
+      return "kInterrupted";
   }
   return "ErrorCode(?)";
 }

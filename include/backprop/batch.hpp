@@ -26,9 +26,10 @@ Preprocess scale_preprocess(const Dataset& ds);
 Preprocess standardize_preprocess(const Dataset& ds, std::span<const Index> rows);
 
 // Rows `rows` of ds, preprocessed, into x (rows.size() × n_features). If y is not empty, the
-// targets into y (rows.size() × n_outputs): one-hot for classification.
+// targets into y (rows.size() × n_outputs): one-hot for classification, or with label smoothing
+// ε the smoothed targets (1 − ε)·one-hot + ε/K.
 void gather_batch(const Dataset& ds, std::span<const Index> rows, const Preprocess& pre,
-                  MatrixView x, MatrixView y);
+                  MatrixView x, MatrixView y, float label_smoothing = 0.0f);
 
 // Asks the CPU to start loading rows `rows` of ds into cache (a hint; no effect on results). The
 // training loop calls it for the next batch while the current one computes: shuffled rows of a

@@ -32,10 +32,13 @@ void dense_forward(ConstMatrixViewT<T> x, DenseParamsT<T> p, Activation g, T slo
 //   D6: dw (+)= dzᵀ·x   D7: db (+)= Σ_rows dz   D5: dz_x = (dz·w) ∘ g_x'(z_x)  (B×I, overwritten)
 // g_x' is taken from x itself and applied inside the matrix product. With accumulate the
 // gradients are added to g (several batches into one step), otherwise they overwrite it. An
-// empty dz_x skips D5: the first layer needs no gradient for its input.
+// empty dz_x skips D5: the first layer needs no gradient for its input. If x went through
+// dropout (x = a ∘ mask), pass a as x_act and the mask: g_x' is then taken from a and dz_x is
+// multiplied by the mask.
 template <class T>
 void dense_backward(ConstMatrixViewT<T> x, DenseParamsT<T> p, ConstMatrixViewT<T> dz,
                     DenseGradsT<T> g, Activation g_x, T slope, MatrixViewT<T> dz_x,
-                    bool accumulate = true) noexcept;
+                    bool accumulate = true, ConstMatrixViewT<T> x_act = {},
+                    ConstMatrixViewT<T> x_mask = {}) noexcept;
 
 }  // namespace backprop

@@ -11,13 +11,14 @@
 namespace backprop {
 
 enum class ErrorCode {
-  kUsage,    // a flag or argument value that does not parse or is out of range
-  kIo,       // open/read/write/fsync/rename failed (message names the syscall and errno)
-  kFormat,   // a file's bytes do not follow its format (IDX, gzip, CSV, safetensors)
-  kData,     // well-formed data that does not fit the task: counts, shapes, unseen classes
-  kModel,    // a model file that is valid safetensors but not a valid backprop model
-  kLimit,    // a declared size above a configured cap (--max-input-bytes and friends)
-  kNumeric,  // a non-finite loss, gradient or weight
+  kUsage,        // a flag or argument value that does not parse or is out of range
+  kIo,           // open/read/write/fsync/rename failed (message names the syscall and errno)
+  kFormat,       // a file's bytes do not follow its format (IDX, gzip, CSV, safetensors)
+  kData,         // well-formed data that does not fit the task: counts, shapes, unseen classes
+  kModel,        // a model file that is valid safetensors but not a valid backprop model
+  kLimit,        // a declared size above a configured cap (--max-input-bytes and friends)
+  kNumeric,      // a non-finite loss, gradient or weight
+  kInterrupted,  // training stopped on request (a signal) after writing its checkpoint
 };
 
 class Error : public std::runtime_error {

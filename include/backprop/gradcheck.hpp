@@ -34,6 +34,9 @@ struct GradcheckOptions {
   double abs_floor = 1e-5;
   // Also a floor relative to the tensor: scale >= tensor_floor · max |g_numeric| of the tensor.
   double tensor_floor = 0;
+  // Dropout rates per hidden layer (empty: none). Every evaluation of the loss replays the same
+  // masks, so the check covers the masked backward pass.
+  std::vector<double> dropout;
   double kink_margin = 1e-2;
 };
 

@@ -22,6 +22,7 @@
 #include "backprop/dense.hpp"
 #include "backprop/loss.hpp"
 #include "backprop/matrix.hpp"
+#include "backprop/rng.hpp"
 
 namespace backprop {
 
@@ -85,9 +86,18 @@ class BasicModel {
   std::span<const T> bias_grad(Index l) const { return bias_of(grads_.data(), l); }
   ConstMatrixViewT<T> weight_grad(Index l) const { return view_of(grads_.data(), l); }
 
+  // Inverted dropout for a training pass: hidden layer l's output is multiplied by a mask of 0
+  // (with probability rates[l]) or 1/(1 − rates[l]), drawn from rng row by row; backward() uses
+  // the same masks. One rate per hidden layer, each in [0, 1); 0 leaves a layer alone.
+  struct Dropout {
+    std::span<const double> rates;
+    Rng* rng = nullptr;
+  };
+
   // D1–D2 for every layer: the output A[L] (B×n_outputs), valid until the next forward().
-  // Throws Error(kUsage) if x is not B×n_inputs with B >= 1.
-  ConstMatrixViewT<T> forward(ConstMatrixViewT<T> x);
+  // With dropout (training only) the hidden outputs are masked as above. Throws Error(kUsage) if
+  // x is not B×n_inputs with B >= 1, or the dropout rates do not fit the hidden layers.
+  ConstMatrixViewT<T> forward(ConstMatrixViewT<T> x, const Dropout* dropout = nullptr);
   // After forward(x): the batch-averaged loss against y (B×n_outputs) (D3).
   double loss(ConstMatrixViewT<T> y) const;
   // After forward(x) with the same x: grads() = ∂L/∂θ for this batch (overwritten; D4–D7).
@@ -98,6 +108,11 @@ class BasicModel {
   // gradients afterwards. For batches of at most 256 the parameters are bitwise those of
   // backward() followed by Sgd::step.
   void backward_sgd(ConstMatrixViewT<T> x, ConstMatrixViewT<T> y, double lr);
+  // Hidden layer l's output A[l+1] of the last forward (after any dropout), B×width.
+  ConstMatrixViewT<T> hidden_output(Index l) const {
+    BACKPROP_ASSERT(l >= 0 && l + 1 < n_layers());
+    return acts_[static_cast<std::size_t>(l)].view().rows_range(0, batch_);
+  }
   // Output pre-activations Z[L] of the last forward (B×n_outputs).
   ConstMatrixViewT<T> logits() const { return z_out_.view().rows_range(0, batch_); }
 
@@ -118,8 +133,12 @@ class BasicModel {
   MatrixViewT<T> delta(int which, Index cols);
   // Checks the shapes, then Δ[L] from the loss (D4) into delta(0).
   MatrixViewT<T> output_delta(ConstMatrixViewT<T> x, ConstMatrixViewT<T> y);
-  // A[l-1] of the last forward (x for the first layer).
+  // A[l-1] of the last forward (x for the first layer), after any dropout.
   ConstMatrixViewT<T> layer_input(ConstMatrixViewT<T> x, Index l) const;
+  // For layer l > 0: the activations g' is taken from (before any dropout) and the mask (empty
+  // without dropout) of its input.
+  ConstMatrixViewT<T> input_for_derivative(Index l) const;
+  ConstMatrixViewT<T> input_mask(Index l) const;
   DenseParamsT<T> layer_params(Index l) const { return {weight(l), bias(l).data()}; }
 
   ModelSpec spec_;
@@ -129,6 +148,10 @@ class BasicModel {
   // buffers for Δ and ∂L/∂A, as wide as the widest layer.
   std::vector<BasicMatrix<T>> acts_;
   BasicMatrix<T> z_out_, delta_[2];
+  // Dropout of the last forward, per hidden layer: the activations before the mask (g' is taken
+  // from them) and the mask; dropped_[l] says whether layer l was masked.
+  std::vector<BasicMatrix<T>> pre_dropout_, masks_;
+  std::vector<char> dropped_;
   Index capacity_ = 0, batch_ = 0;
 };
 

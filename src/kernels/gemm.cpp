@@ -169,6 +169,7 @@ void ref_epilogue(Index m, Index n, T* c, Index ldc, const EpilogueT<T>& ep, Ind
       } else {
         T a = ep.src[(row0 + i) * ep.src_ld + col0 + j];
         ci[j] *= reference::deriv(ep.act, a, ep.slope);
+        if (ep.mask != nullptr) ci[j] *= ep.mask[(row0 + i) * ep.mask_ld + col0 + j];
       }
     }
   }
@@ -327,7 +328,8 @@ void gemm_forward(ConstMatrixViewT<T> x, ConstMatrixViewT<T> w, const T* b, Acti
 
 template <class T>
 void gemm_backward_data(ConstMatrixViewT<T> dz, ConstMatrixViewT<T> w, Activation g, T slope,
-                        ConstMatrixViewT<T> a_prev, MatrixViewT<T> dz_prev) noexcept {
+                        ConstMatrixViewT<T> a_prev, MatrixViewT<T> dz_prev,
+                        ConstMatrixViewT<T> mask) noexcept {
   BACKPROP_DASSERT(dz.cols == w.rows && dz_prev.rows == dz.rows && dz_prev.cols == w.cols);
   EpilogueT<T> ep;
   if (!a_prev.empty()) {
@@ -338,6 +340,11 @@ void gemm_backward_data(ConstMatrixViewT<T> dz, ConstMatrixViewT<T> w, Activatio
     ep.slope = slope;
     ep.src = a_prev.data;
     ep.src_ld = a_prev.stride;
+    if (!mask.empty()) {
+      BACKPROP_DASSERT(mask.rows == dz_prev.rows && mask.cols == dz_prev.cols);
+      ep.mask = mask.data;
+      ep.mask_ld = mask.stride;
+    }
   }
   run<T>(dz.rows, w.cols, dz.cols, {dz.data, dz.stride, 1}, {w.data, w.stride, 1}, dz_prev.data,
          dz_prev.stride, false, ep);
@@ -350,6 +357,31 @@ void gemm_backward_weights(ConstMatrixViewT<T> dz, ConstMatrixViewT<T> x, Matrix
   // A operand is dzᵀ (O×B): element (i, p) = dz[p][i].
   run<T>(dz.cols, x.cols, dz.rows, {dz.data, 1, dz.stride}, {x.data, x.stride, 1}, dw.data,
          dw.stride, accumulate, EpilogueT<T>{});
+}
+
+void adam_step(float* p, const float* g, float* m, float* v, Index n, const AdamArgs& a) noexcept {
+  const KernelTable& t = active();
+  // Elementwise, so any split gives the same bits; chunks of 64 Ki values keep each task worth
+  // waking a thread for.
+  constexpr Index kChunk = Index{1} << 16;
+  const int tasks = static_cast<int>(std::min<Index>(num_threads(), (n + kChunk - 1) / kChunk));
+  if (tasks <= 1) {
+    t.adam(p, g, m, v, n, a);
+    return;
+  }
+  detail::parallel_for(tasks, [&](int k) {
+    Index begin = n * k / tasks / 16 * 16, end = k + 1 == tasks ? n : n * (k + 1) / tasks / 16 * 16;
+    t.adam(p + begin, g + begin, m + begin, v + begin, end - begin, a);
+  });
+}
+
+template <class T>
+void column_sums(ConstMatrixViewT<T> dz, T* db, bool accumulate) noexcept {
+  if (!accumulate) std::fill(db, db + dz.cols, T(0));
+  for (Index i = 0; i < dz.rows; ++i) {
+    const T* di = dz.row(i);
+    for (Index j = 0; j < dz.cols; ++j) db[j] += di[j];
+  }
 }
 
 template <class T>
@@ -407,9 +439,11 @@ void activation_backward_rows(Activation g, T slope, ConstMatrixViewT<T> a, Cons
   template void gemm_forward<T>(ConstMatrixViewT<T>, ConstMatrixViewT<T>, const T*, Activation, T, \
                                 MatrixViewT<T>) noexcept;                                          \
   template void gemm_backward_data<T>(ConstMatrixViewT<T>, ConstMatrixViewT<T>, Activation, T,     \
-                                      ConstMatrixViewT<T>, MatrixViewT<T>) noexcept;               \
+                                      ConstMatrixViewT<T>, MatrixViewT<T>,                         \
+                                      ConstMatrixViewT<T>) noexcept;                               \
   template void gemm_backward_weights<T>(ConstMatrixViewT<T>, ConstMatrixViewT<T>, MatrixViewT<T>, \
                                          bool) noexcept;                                           \
+  template void column_sums<T>(ConstMatrixViewT<T>, T*, bool) noexcept;                            \
   template void axpy<T>(T, std::span<const T>, std::span<T>) noexcept;                             \
   template void gemm_update_weights<T>(ConstMatrixViewT<T>, ConstMatrixViewT<T>, MatrixViewT<T>,   \
                                        T) noexcept;                                                \

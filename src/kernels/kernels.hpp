@@ -45,6 +45,8 @@ struct EpilogueT {
   T slope = 0;                             // leaky ReLU
   const T* src = nullptr;                  // kActivationGrad: a = g(z), m×n, C ∘= g'(a)
   Index src_ld = 0;
+  const T* mask = nullptr;  // kActivationGrad, optional: C ∘= mask too (dropout's 0 or 1/(1−p))
+  Index mask_ld = 0;
 };
 using Epilogue = EpilogueT<float>;
 
@@ -63,6 +65,13 @@ using UkernelFn = void (*)(Index kc, const float* ap, const float* bp, Index ldb
 // the forward epilogue (kNone or kBiasActivation), col0 placing the block's columns for the bias.
 using DotFn = void (*)(Index m, Index n, Index k, const float* x, Index ldx, const float* w,
                        Index ldw, float* c, Index ldc, const Epilogue* ep, Index col0);
+
+// One Adam/AdamW step's scalars (Adam in optimizer.hpp): θ ← θ·decay (AdamW), g' = g + wd·θ
+// (Adam with wd ≠ 0), m ← b1·m + (1−b1)·g', v ← b2·v + (1−b2)·g'², θ ← θ − step·m/(√v/bc2 + ε).
+struct AdamArgs {
+  float b1, one_minus_b1, b2, one_minus_b2, eps, step_size, bc2_sqrt, weight_decay, decay;
+  bool decoupled;
+};
 
 struct KernelTable {
   const char* name;  // "scalar", "avx2", "avx512"
@@ -85,6 +94,7 @@ struct KernelTable {
   void (*scale_u8)(const std::uint8_t* x, const float* shift, const float* scale, float* y,
                    Index n);
   void (*scale_f32)(const float* x, const float* shift, const float* scale, float* y, Index n);
+  void (*adam)(float* p, const float* g, float* m, float* v, Index n, const AdamArgs& a);
 };
 
 // The table float work runs on: chosen once, the widest this CPU supports, unless BACKPROP_ISA
@@ -114,10 +124,12 @@ void gemm_reference(Index m, Index n, Index k, Operand<T> a, Operand<T> b, T* c,
 template <class T>
 void gemm_forward(ConstMatrixViewT<T> x, ConstMatrixViewT<T> w, const T* b, Activation g, T slope,
                   MatrixViewT<T> a) noexcept;
-// a_prev empty: dz_prev = dz·w (no activation to differentiate).
+// a_prev empty: dz_prev = dz·w (no activation to differentiate). A non-empty mask (dropout of
+// the previous layer's output) multiplies in as well: dz_prev = (dz·w) ∘ g'(a_prev) ∘ mask.
 template <class T>
 void gemm_backward_data(ConstMatrixViewT<T> dz, ConstMatrixViewT<T> w, Activation g, T slope,
-                        ConstMatrixViewT<T> a_prev, MatrixViewT<T> dz_prev) noexcept;
+                        ConstMatrixViewT<T> a_prev, MatrixViewT<T> dz_prev,
+                        ConstMatrixViewT<T> mask = {}) noexcept;
 // w += alpha·dzᵀ·x: plain SGD's update (alpha = −η) from the weight-gradient product itself,
 // without writing dw. With the batch within one k block (B <= the table's KC) the result is
 // bitwise what gemm_backward_weights followed by axpy(alpha, dw, w) gives.
@@ -129,9 +141,17 @@ template <class T>
 void gemm_backward_weights(ConstMatrixViewT<T> dz, ConstMatrixViewT<T> x, MatrixViewT<T> dw,
                            bool accumulate) noexcept;
 
+// D7: db (+)= Σ_rows dz, rows added in order, so the sum does not depend on how the batch was
+// computed (db: dz.cols values).
+template <class T>
+void column_sums(ConstMatrixViewT<T> dz, T* db, bool accumulate) noexcept;
+
 // y += alpha·x elementwise (SGD's step): active().axpy for float, a plain loop for double.
 template <class T>
 void axpy(T alpha, std::span<const T> x, std::span<T> y) noexcept;
+
+// Adam's step over n parameters on active(), split across threads in fixed chunks.
+void adam_step(float* p, const float* g, float* m, float* v, Index n, const AdamArgs& a) noexcept;
 
 // Elementwise helpers over row-major views, on active() for float and plain loops for double.
 template <class T>

@@ -58,6 +58,7 @@ struct Problem {
   BasicMatrix<T> bias;  // 1×n
   BasicMatrix<T> src;   // m×n, the cached activations for ∘ g'
   BasicMatrix<T> c0;    // what C holds before (the accumulating form adds to it)
+  BasicMatrix<T> mask;  // m×n dropout mask (0 or 1/(1−p)) when the case uses one
   typename EpilogueT<T>::Kind kind;
   Activation act;
   T slope = T(0.07);
@@ -86,6 +87,14 @@ struct Problem {
     c0 = random_matrix<T>(m, n, rng);
   }
 
+  // Dropout's mask on the ∘ g' epilogue: 0 with probability 0.3, else 1/0.7.
+  void with_mask(std::uint64_t seed) {
+    Rng rng(seed);
+    mask.resize(m, n);
+    for (Index i = 0; i < m; ++i)
+      for (Index j = 0; j < n; ++j) mask(i, j) = rng.uniform() < 0.3 ? T(0) : T(1.0 / 0.7);
+  }
+
   EpilogueT<T> epilogue() const {
     EpilogueT<T> ep;
     ep.kind = kind;
@@ -95,6 +104,10 @@ struct Problem {
     if (kind == EpilogueT<T>::Kind::kActivationGrad) {
       ep.src = src.data();
       ep.src_ld = n;
+      if (mask.size() > 0) {
+        ep.mask = mask.data();
+        ep.mask_ld = n;
+      }
     }
     return ep;
   }
@@ -128,6 +141,7 @@ struct Problem {
           s = reference::act<long double>(act, s, slope);
         } else if (kind == EpilogueT<T>::Kind::kActivationGrad) {
           long double d = reference::deriv<long double>(act, src(i, j), slope);
+          if (mask.size() > 0) d *= mask(i, j);
           s *= d;
           g *= std::fabs(d);
         }
@@ -229,6 +243,28 @@ TEST_P(EveryTable, MatchesTheReferenceOnEveryFormEpilogueAndEdgeShape) {
       expect_close(pr.run_table(t), want, mag, kSumTol, kActTol,
                    std::string(t.name) + " " + describe(form, m, n, k, kind, g));
       if (HasFatalFailure()) return;
+    }
+  }
+}
+
+TEST_P(EveryTable, MasksTheActivationGradientForDropout) {
+  const KernelTable& t = table();
+  for (auto [m, n, k] :
+       {std::tuple<Index, Index, Index>{7, 17, 3}, {13, 33, 300}, {64, 784, 128}}) {
+    for (Activation g : {Activation::kSigmoid, Activation::kRelu, Activation::kTanh}) {
+      Problem<float> pr(Form::kBackwardData, m, n, k, Epilogue::Kind::kActivationGrad, g, 29);
+      pr.with_mask(30);
+      std::vector<long double> want, mag;
+      pr.reference(want, mag);
+      Matrix got = pr.run_table(t);
+      expect_close(got, want, mag, kSumTol, kActTol,
+                   std::string(t.name) + " masked " + describe(Form::kBackwardData, m, n, k, 2, g));
+      for (Index i = 0; i < m; ++i)
+        for (Index j = 0; j < n; ++j) {
+          if (pr.mask(i, j) == 0.0f) {
+            ASSERT_EQ(got(i, j), 0.0f);
+          }
+        }
     }
   }
 }

@@ -29,6 +29,7 @@ struct Simd {
   static V sub(V a, V b) { return a - b; }
   static V mul(V a, V b) { return a * b; }
   static V div(V a, V b) { return a / b; }
+  static V sqrt(V x) { return std::sqrt(x); }
   static V max(V a, V b) { return a > b ? a : b; }
   static V min(V a, V b) { return a < b ? a : b; }
   static V round(V x) { return std::nearbyint(x); }

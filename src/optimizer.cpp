@@ -153,25 +153,19 @@ void Adam::step(std::span<float> params, std::span<const float> grads) {
   // Bias corrections in double, as PyTorch computes them in Python floats.
   const double bc1 = 1.0 - std::pow(beta1_, static_cast<double>(t_));
   const double bc2 = 1.0 - std::pow(beta2_, static_cast<double>(t_));
-  const auto step_size = static_cast<float>(lr_ / bc1);
-  const auto bc2_sqrt = static_cast<float>(std::sqrt(bc2));
-  const auto b1 = static_cast<float>(beta1_), b2 = static_cast<float>(beta2_);
-  const auto one_minus_b1 = static_cast<float>(1.0 - beta1_),
-             one_minus_b2 = static_cast<float>(1.0 - beta2_);
-  const auto eps = static_cast<float>(eps_), wd = static_cast<float>(weight_decay_);
-  const auto decay = static_cast<float>(1.0 - lr_ * weight_decay_);
-  for (std::size_t i = 0; i < params.size(); ++i) {
-    float g = grads[i];
-    if (decoupled_) {
-      params[i] = params[i] * decay;
-    } else if (weight_decay_ != 0) {
-      g = g + wd * params[i];
-    }
-    m_[i] = m_[i] * b1 + one_minus_b1 * g;
-    v_[i] = v_[i] * b2 + one_minus_b2 * (g * g);
-    float denom = std::sqrt(v_[i]) / bc2_sqrt + eps;
-    params[i] = params[i] + (-step_size) * (m_[i] / denom);
-  }
+  kernels::AdamArgs a;
+  a.b1 = static_cast<float>(beta1_);
+  a.one_minus_b1 = static_cast<float>(1.0 - beta1_);
+  a.b2 = static_cast<float>(beta2_);
+  a.one_minus_b2 = static_cast<float>(1.0 - beta2_);
+  a.eps = static_cast<float>(eps_);
+  a.step_size = static_cast<float>(lr_ / bc1);
+  a.bc2_sqrt = static_cast<float>(std::sqrt(bc2));
+  a.weight_decay = static_cast<float>(weight_decay_);
+  a.decay = static_cast<float>(1.0 - lr_ * weight_decay_);
+  a.decoupled = decoupled_;
+  kernels::adam_step(params.data(), grads.data(), m_.data(), v_.data(),
+                     static_cast<Index>(params.size()), a);
 }
 
 OptimizerState Adam::state() const {

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <numbers>
 #include <string>
 
 #include "backprop/rng.hpp"
@@ -154,72 +155,384 @@ Evaluation evaluate(Model& model, const Dataset& ds, std::span<const Index> rows
   return ev;
 }
 
+std::string_view to_string(ScheduleKind k) {
+  switch (k) {
+    case ScheduleKind::kConstant:
+      return "constant";
+    case ScheduleKind::kStep:
+      return "step";
+    case ScheduleKind::kExponential:
+      return "exponential";
+    case ScheduleKind::kCosine:
+      return "cosine";
+    case ScheduleKind::kPlateau:
+      return "plateau";
+  }
+  return "?";
+}
+
+ScheduleKind parse_schedule(std::string_view name) {
+  for (ScheduleKind k : {ScheduleKind::kConstant, ScheduleKind::kStep, ScheduleKind::kExponential,
+                         ScheduleKind::kCosine, ScheduleKind::kPlateau}) {
+    if (name == to_string(k)) return k;
+  }
+  throw Error(ErrorCode::kUsage, "unknown schedule '" + std::string(name) +
+                                     "': expected constant, step, exponential, cosine or plateau");
+}
+
+double scheduled_rate(double base, const ScheduleOptions& s, int epoch, int epochs,
+                      double plateau_scale) {
+  if (epoch <= s.warmup) return base * static_cast<double>(epoch) / s.warmup;
+  const int t = epoch - s.warmup - 1;
+  switch (s.kind) {
+    case ScheduleKind::kConstant:
+      return base;
+    case ScheduleKind::kStep:
+      return base * std::pow(s.gamma, t / s.step);
+    case ScheduleKind::kExponential:
+      return base * std::pow(s.gamma, t);
+    case ScheduleKind::kCosine: {
+      const double span = std::max(1, epochs - s.warmup);
+      return s.min_lr + (base - s.min_lr) * 0.5 * (1.0 + std::cos(std::numbers::pi * t / span));
+    }
+    case ScheduleKind::kPlateau:
+      return base * plateau_scale;
+  }
+  return base;
+}
+
+double clip_gradients(std::span<float> grads, double max_norm) {
+  double sq = 0;
+  for (float g : grads) sq += static_cast<double>(g) * g;
+  const double norm = std::sqrt(sq);
+  if (max_norm > 0 && std::isfinite(norm) && norm > max_norm) {
+    const auto scale = static_cast<float>(max_norm / norm);
+    for (float& g : grads) g *= scale;
+  }
+  return norm;
+}
+
+namespace {
+
+bool all_finite(std::span<const float> v) {
+  for (float x : v) {
+    if (!std::isfinite(x)) return false;
+  }
+  return true;
+}
+
+// "layer 2's weights" for the first layer holding a non-finite parameter (grads: gradient),
+// or an empty string when all are finite.
+std::string first_nonfinite_layer(const Model& m, bool grads) {
+  for (Index l = 0; l < m.n_layers(); ++l) {
+    ConstMatrixView w = grads ? m.weight_grad(l) : m.weight(l);
+    std::span<const float> b = grads ? m.bias_grad(l) : m.bias(l);
+    const std::string what = grads ? "gradient" : "";
+    if (!all_finite({w.data, static_cast<std::size_t>(w.size())})) {
+      return "layer " + std::to_string(l + 1) + (grads ? "'s weight gradients" : "'s weights");
+    }
+    if (!all_finite(b)) {
+      return "layer " + std::to_string(l + 1) + (grads ? "'s bias gradients" : "'s biases");
+    }
+  }
+  return "";
+}
+
+double frobenius(std::span<const float> v) {
+  double sq = 0;
+  for (float x : v) sq += static_cast<double>(x) * x;
+  return std::sqrt(sq);
+}
+
+// Per-layer norms and the saturation or dead fractions, from a forward and backward pass of the
+// probe batch (which overwrites the gradients, not the parameters).
+void measure_health(Model& model, ConstMatrixView x, ConstMatrixView y, EpochStats& st) {
+  model.forward(x);
+  model.backward(x, y);
+  st.grad_norm = frobenius(model.grads());
+  st.layers.assign(static_cast<std::size_t>(model.n_layers()), LayerHealth{});
+  for (Index l = 0; l < model.n_layers(); ++l) {
+    LayerHealth& h = st.layers[static_cast<std::size_t>(l)];
+    ConstMatrixView w = model.weight(l), dw = model.weight_grad(l);
+    h.weight_norm = frobenius({w.data, static_cast<std::size_t>(w.size())});
+    h.grad_norm = frobenius({dw.data, static_cast<std::size_t>(dw.size())});
+    if (l + 1 == model.n_layers()) continue;
+    ConstMatrixView a = model.hidden_output(l);
+    const Activation g = model.spec().hidden;
+    if (g == Activation::kSigmoid || g == Activation::kTanh) {
+      // g' below 5% of its peak (¼ for sigmoid, 1 for tanh).
+      Index saturated = 0;
+      for (Index i = 0; i < a.rows; ++i) {
+        for (Index j = 0; j < a.cols; ++j) {
+          double v = a(i, j);
+          double d = g == Activation::kSigmoid ? v * (1 - v) / 0.25 : 1 - v * v;
+          saturated += d < 0.05;
+        }
+      }
+      h.saturated = static_cast<double>(saturated) / static_cast<double>(a.size());
+    } else if (g == Activation::kRelu || g == Activation::kLeakyRelu) {
+      Index dead = 0;
+      for (Index j = 0; j < a.cols; ++j) {
+        bool alive = false;
+        for (Index i = 0; i < a.rows && !alive; ++i) alive = a(i, j) > 0.0f;
+        dead += !alive;
+      }
+      h.dead = static_cast<double>(dead) / static_cast<double>(a.cols);
+    }
+  }
+}
+
+void validate(const Model& model, const TrainData& data, const TrainOptions& o) {
+  auto usage = [](const std::string& what) { throw Error(ErrorCode::kUsage, what); };
+  const Dataset& ds = *data.data;
+  if (o.epochs < 1) usage("epochs must be >= 1");
+  if (o.batch_size < 1) usage("batch size must be >= 1");
+  if (data.train_rows.empty()) throw Error(ErrorCode::kData, ds.source + ": no training rows");
+  const Index hidden = model.n_layers() - 1;
+  if (!o.dropout.empty() && o.dropout.size() != 1 &&
+      static_cast<Index>(o.dropout.size()) != hidden) {
+    usage("--dropout has " + std::to_string(o.dropout.size()) + " rates for " +
+          std::to_string(hidden) + " hidden layers: give one rate, or one per hidden layer");
+  }
+  for (double p : o.dropout) {
+    if (!(p >= 0 && p < 1)) usage("dropout rate " + format_number(p) + ": expected [0, 1)");
+  }
+  if (!o.dropout.empty() && hidden == 0) usage("--dropout needs a hidden layer");
+  if (!(o.clip_norm >= 0 && std::isfinite(o.clip_norm))) usage("clip norm must be >= 0");
+  if (!(o.label_smoothing >= 0 && o.label_smoothing < 1)) {
+    usage("label smoothing " + format_number(o.label_smoothing) + ": expected [0, 1)");
+  }
+  if (o.label_smoothing > 0 &&
+      (ds.task != Task::kClassify || model.spec().loss != Loss::kCrossEntropy)) {
+    usage("--label-smoothing applies to classification with the cross-entropy loss");
+  }
+  const ScheduleOptions& s = o.schedule;
+  if (s.warmup < 0 || s.warmup >= o.epochs) usage("--warmup must be less than --epochs");
+  if (s.step < 1) usage("--lr-step must be >= 1");
+  if (!(s.gamma > 0 && s.gamma <= 1)) usage("--lr-gamma must be in (0, 1]");
+  if (!(s.min_lr >= 0)) usage("--lr-min must be >= 0");
+  if (s.plateau_patience < 1) usage("--plateau-patience must be >= 1");
+  if (!(s.plateau_factor > 0 && s.plateau_factor < 1)) usage("--plateau-factor must be in (0, 1)");
+  if ((s.kind == ScheduleKind::kPlateau || o.patience > 0) && data.val_rows.empty()) {
+    usage(std::string(o.patience > 0 ? "--patience" : "--schedule plateau") +
+          " watches the validation loss: give --val-split");
+  }
+  if (o.patience < 0) usage("--patience must be >= 0");
+}
+
+// The first rows of the training set in dataset order: the same probe batch every epoch.
+std::vector<Index> probe_rows(const TrainData& data) {
+  std::vector<Index> rows = data.train_rows;
+  rows.resize(std::min<std::size_t>(rows.size(), 256));
+  return rows;
+}
+
+}  // namespace
+
 std::vector<EpochStats> train(Model& model, Optimizer& optimizer, const TrainData& data,
-                              const TrainOptions& options, const TrainCallbacks& callbacks) {
+                              const TrainOptions& options, const TrainCallbacks& callbacks,
+                              const TrainState* resume) {
   BACKPROP_ASSERT(data.data != nullptr);
   const Dataset& ds = *data.data;
-  if (options.epochs < 1) throw Error(ErrorCode::kUsage, "epochs must be >= 1");
-  if (options.batch_size < 1) throw Error(ErrorCode::kUsage, "batch size must be >= 1");
-  if (data.train_rows.empty()) throw Error(ErrorCode::kData, ds.source + ": no training rows");
   check_fits(model, ds);
   if (data.test != nullptr) check_fits(model, *data.test);
+  validate(model, data, options);
+
+  TrainState st;
+  if (resume != nullptr) {
+    st = *resume;
+    if (st.epoch > options.epochs) {
+      throw Error(ErrorCode::kData, "the checkpoint is past the end of this run (epoch " +
+                                        std::to_string(st.epoch) + " of " +
+                                        std::to_string(options.epochs) + ")");
+    }
+    // The saved order must be these training rows, shuffled: anything else is another dataset.
+    std::vector<Index> a = st.order, b = data.train_rows;
+    std::sort(a.begin(), a.end());
+    std::sort(b.begin(), b.end());
+    if (!st.order.empty() && a != b) {
+      throw Error(ErrorCode::kData, "the checkpoint's row order does not match the training rows");
+    }
+    // batch may equal the epoch's batch count: stopped after its last batch, before the epoch's
+    // end (evaluation, schedule) ran.
+    const Index rows = static_cast<Index>(b.size());
+    const Index bs = std::min(options.batch_size, rows);
+    if (st.batch < 0 || st.batch > (rows + bs - 1) / bs) {
+      throw Error(ErrorCode::kData, "the checkpoint's batch is past the end of its epoch");
+    }
+  } else {
+    st.shuffle_rng = Rng::stream(options.seed, "shuffle").state();
+    st.dropout_rng = Rng::stream(options.seed, "dropout").state();
+  }
+  Rng shuffle(0), dropout_rng(0);
+  shuffle.set_state(st.shuffle_rng);
+  dropout_rng.set_state(st.dropout_rng);
+
+  // One dropout rate per hidden layer (a single rate applies to all).
+  std::vector<double> rates = options.dropout;
+  if (rates.size() == 1) rates.assign(static_cast<std::size_t>(model.n_layers() - 1), rates[0]);
+  bool any_dropout = false;
+  for (double p : rates) any_dropout = any_dropout || p > 0;
+  Model::Dropout dropout{rates, &dropout_rng};
+
+  const double base_lr = optimizer.learning_rate();
+  // Plain SGD is fused into backward unless the gradients themselves are needed.
+  const bool fused = optimizer.plain_sgd_rate().has_value() && options.clip_norm == 0 &&
+                     options.on_nonfinite == NonFinitePolicy::kStop;
 
   const Index n = static_cast<Index>(data.train_rows.size());
   const Index bs = std::min(options.batch_size, n);
   Matrix x(bs, ds.n_features), y(bs, model.n_outputs());
-  std::vector<Index> order = data.train_rows;
-  Rng rng = Rng::stream(options.seed, "shuffle");
-  std::vector<EpochStats> history;
+  const std::vector<Index> probe = probe_rows(data);
+  Matrix px(static_cast<Index>(probe.size()), ds.n_features),
+      py(static_cast<Index>(probe.size()), model.n_outputs());
+  gather_batch(ds, probe, data.pre, px.view(), py.view());
+  const float smoothing = static_cast<float>(options.label_smoothing);
 
-  for (int epoch = 1; epoch <= options.epochs; ++epoch) {
-    rng.shuffle(order.begin(), order.end());
-    auto t0 = Clock::now();
-    Tally tally;
-    Index batch_no = 0;
-    for (Index start = 0; start < n; start += bs, ++batch_no) {
-      Index b = std::min(bs, n - start);
-      std::span<const Index> rows(order.data() + start, static_cast<std::size_t>(b));
+  auto last_checkpoint = Clock::now();
+  auto checkpoint = [&] {
+    if (!callbacks.checkpoint) return;
+    st.shuffle_rng = shuffle.state();
+    st.dropout_rng = dropout_rng.state();
+    std::string path = callbacks.checkpoint(model, optimizer, st);
+    last_checkpoint = Clock::now();
+    if (callbacks.on_checkpoint) callbacks.on_checkpoint(path);
+  };
+  auto nonfinite = [&](int epoch, Index batch, const std::string& what, bool in_grads) {
+    std::string where = first_nonfinite_layer(model, in_grads);
+    if (where.empty() && !in_grads) where = first_nonfinite_layer(model, true);
+    throw Error(ErrorCode::kNumeric,
+                "epoch " + std::to_string(epoch) + ", batch " + std::to_string(batch) + ": " +
+                    what + (where.empty() ? "" : "; the first non-finite values are in " + where) +
+                    "; the learning rate (" + format_number(optimizer.learning_rate()) +
+                    ") may be too high (or use --on-nonfinite skip-batch)");
+  };
+
+  for (int epoch = st.epoch + 1; epoch <= options.epochs; ++epoch) {
+    const double lr =
+        scheduled_rate(base_lr, options.schedule, epoch, options.epochs, st.plateau_scale);
+    optimizer.set_learning_rate(lr);
+    if (st.batch == 0) {  // a fresh epoch (not resumed in its middle)
+      if (st.order.empty()) st.order = data.train_rows;
+      shuffle.shuffle(st.order.begin(), st.order.end());
+      st.seen = st.correct = st.values = st.skipped = 0;
+      st.loss_sum = st.sq_err = 0;
+    }
+    Tally tally{st.seen, st.loss_sum, st.correct, st.sq_err, st.values};
+    const auto t0 = Clock::now();
+    const Index first = st.batch;
+    for (Index batch = first; batch * bs < n; ++batch) {
+      const Index start = batch * bs, b = std::min(bs, n - start);
+      std::span<const Index> rows(st.order.data() + start, static_cast<std::size_t>(b));
       MatrixView xb = x.view().rows_range(0, b), yb = y.view().rows_range(0, b);
-      gather_batch(ds, rows, data.pre, xb, yb);
+      gather_batch(ds, rows, data.pre, xb, yb, smoothing);
       if (start + b < n) {
         prefetch_rows(
-            ds, std::span<const Index>(order.data() + start + b,
+            ds, std::span<const Index>(st.order.data() + start + b,
                                        static_cast<std::size_t>(std::min(bs, n - start - b))));
       }
-      ConstMatrixView a = model.forward(xb);
-      double loss = model.loss(yb);
+      ConstMatrixView a = model.forward(xb, any_dropout ? &dropout : nullptr);
+      const double loss = model.loss(yb);
+      bool skip = false;
       if (!std::isfinite(loss)) {
-        throw Error(ErrorCode::kNumeric,
-                    "epoch " + std::to_string(epoch) + ", batch " + std::to_string(batch_no + 1) +
-                        ": the loss is " + (std::isnan(loss) ? "NaN" : "infinite") +
-                        "; the learning rate (" + format_number(optimizer.learning_rate()) +
-                        ") may be too high");
-      }
-      tally.add(ds, rows, a, yb, loss);
-      if (std::optional<double> lr = optimizer.plain_sgd_rate()) {
-        model.backward_sgd(xb, yb, *lr);  // D4–D8 in one pass: ∂L/∂W never stored
+        if (options.on_nonfinite == NonFinitePolicy::kStop) {
+          nonfinite(epoch, batch + 1,
+                    std::string("the loss is ") + (std::isnan(loss) ? "NaN" : "infinite"), false);
+        }
+        skip = true;
       } else {
-        model.backward(xb, yb);
-        optimizer.step(model.params(), model.grads());
+        tally.add(ds, rows, a, yb, loss);
+        if (fused) {
+          model.backward_sgd(xb, yb, lr);  // D4–D8 in one pass: ∂L/∂W never stored
+        } else {
+          model.backward(xb, yb);
+          // The norm is needed to clip, or to skip a batch before its step; under the stop
+          // policy a non-finite gradient reaches the weights and the next batch's loss says so.
+          const bool need_norm =
+              options.clip_norm > 0 || options.on_nonfinite == NonFinitePolicy::kSkipBatch;
+          const double norm = need_norm ? clip_gradients(model.grads(), options.clip_norm) : 0.0;
+          if (!std::isfinite(norm)) {
+            if (options.on_nonfinite == NonFinitePolicy::kStop) {
+              nonfinite(epoch, batch + 1, "a gradient is not finite", true);
+            }
+            skip = true;
+          } else {
+            optimizer.step(model.params(), model.grads());
+          }
+        }
       }
+      if (skip) ++st.skipped;
+      st.batch = batch + 1;
+      st.seen = tally.n;
+      st.loss_sum = tally.loss_sum;
+      st.correct = tally.correct;
+      st.sq_err = tally.sq_err;
+      st.values = tally.n_values;
       if (callbacks.on_batch) {
         callbacks.on_batch({epoch, options.epochs, start + b, n, seconds_since(t0)});
       }
+      const bool stop = options.stop != nullptr && options.stop->load();
+      if (stop || (options.checkpoint_every_minutes > 0 && start + b < n &&
+                   seconds_since(last_checkpoint) >= 60 * options.checkpoint_every_minutes)) {
+        checkpoint();
+      }
+      if (stop) {
+        throw Error(ErrorCode::kInterrupted, "interrupted in epoch " + std::to_string(epoch) +
+                                                 ", batch " + std::to_string(batch + 1));
+      }
     }
-    EpochStats st;
-    st.epoch = epoch;
-    st.seconds = seconds_since(t0);
-    st.samples_per_second = static_cast<double>(n) / std::max(st.seconds, 1e-9);
-    st.learning_rate = optimizer.learning_rate();
-    st.train = tally.metrics(ds.task);
-    if (!data.val_rows.empty()) st.val = evaluate(model, ds, data.val_rows, data.pre).metrics;
+    EpochStats stats;
+    stats.epoch = epoch;
+    stats.seconds = seconds_since(t0);
+    const Index trained = std::max<Index>(0, n - first * bs);
+    stats.samples_per_second = static_cast<double>(trained) / std::max(stats.seconds, 1e-9);
+    stats.learning_rate = lr;
+    stats.train = tally.metrics(ds.task);
+    stats.skipped_batches = st.skipped;
+    if (!data.val_rows.empty()) stats.val = evaluate(model, ds, data.val_rows, data.pre).metrics;
     if (data.test != nullptr && (options.eval_test_each_epoch || epoch == options.epochs)) {
-      st.test = evaluate(model, *data.test, {}, data.pre).metrics;
+      stats.test = evaluate(model, *data.test, {}, data.pre).metrics;
     }
-    history.push_back(st);
-    if (callbacks.on_epoch) callbacks.on_epoch(st);
+    measure_health(model, px.view(), py.view(), stats);
+    // The model's parameters must still be finite after the epoch (the fused SGD path updates
+    // them without materialising gradients).
+    if (!all_finite(model.params())) nonfinite(epoch, st.batch, "a weight is not finite", false);
+
+    if (options.schedule.kind == ScheduleKind::kPlateau) {
+      if (stats.val.loss < st.plateau_best) {
+        st.plateau_best = stats.val.loss;
+        st.plateau_bad = 0;
+      } else if (++st.plateau_bad >= options.schedule.plateau_patience) {
+        st.plateau_scale *= options.schedule.plateau_factor;
+        st.plateau_bad = 0;
+      }
+    }
+    bool stop_early = false;
+    if (options.patience > 0) {
+      if (stats.val.loss < st.best_val_loss) {
+        st.best_val_loss = stats.val.loss;
+        st.best_epoch = epoch;
+        st.bad_epochs = 0;
+        st.best_params.assign(model.params().begin(), model.params().end());
+        stats.best = true;
+      } else {
+        stop_early = ++st.bad_epochs >= options.patience;
+      }
+    }
+    st.epoch = epoch;
+    st.batch = 0;
+    st.history.push_back(stats);
+    if (callbacks.on_epoch) callbacks.on_epoch(stats);
+    if ((options.checkpoint_every_epochs > 0 && epoch % options.checkpoint_every_epochs == 0) ||
+        epoch == options.epochs || stop_early) {
+      checkpoint();
+    }
+    if (stop_early) break;
   }
-  return history;
+  if (options.patience > 0 && !st.best_params.empty()) {
+    std::copy(st.best_params.begin(), st.best_params.end(), model.params().begin());
+  }
+  return st.history;
 }
 
 }  // namespace backprop

@@ -1,12 +1,18 @@
 // The training loop and evaluation. The loop shuffles the training rows each epoch from the seed,
 // walks them in mini-batches (the last one partial), takes one optimizer step per batch, and
-// reports through callbacks; it never prints. Evaluation runs forward passes only.
+// reports through callbacks; it never prints. Around the step: a learning-rate schedule, dropout,
+// label smoothing, gradient clipping, a guard against non-finite values, early stopping on the
+// validation loss, per-layer health figures, and checkpoints from which train() resumes to the
+// same bits as an uninterrupted run. Evaluation runs forward passes only.
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <limits>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "backprop/batch.hpp"
@@ -40,11 +46,48 @@ struct Evaluation {
 Evaluation evaluate(Model& model, const Dataset& ds, std::span<const Index> rows,
                     const Preprocess& pre, Index batch = 1000);
 
+// The learning rate of each epoch e = 1..E, from the base rate η of the optimizer:
+//   warm-up  e <= W: η·e/W, linear
+//   then, with t = e − W − 1 epochs since the warm-up and T = E − W:
+//   constant η;  step η·γ^⌊t/step⌋;  exponential η·γ^t;
+//   cosine η_min + (η − η_min)·½(1 + cos(π t/T));
+//   plateau η·f^k after k reductions, one each time the validation loss has not improved for
+//   `plateau_patience` epochs (PyTorch's ReduceLROnPlateau in mode min, threshold 0).
+enum class ScheduleKind { kConstant, kStep, kExponential, kCosine, kPlateau };
+std::string_view to_string(ScheduleKind k);
+ScheduleKind parse_schedule(std::string_view name);  // throws Error(kUsage)
+
+struct ScheduleOptions {
+  ScheduleKind kind = ScheduleKind::kConstant;
+  int warmup = 0;
+  int step = 10;       // step: epochs between decays
+  double gamma = 0.1;  // step and exponential: the factor per decay
+  double min_lr = 0;   // cosine: the floor
+  int plateau_patience = 5;
+  double plateau_factor = 0.1;
+};
+
+enum class NonFinitePolicy { kStop, kSkipBatch };
+
 struct TrainOptions {
   int epochs = 10;
   Index batch_size = 32;
   std::uint64_t seed = 1;
   bool eval_test_each_epoch = false;  // otherwise the test set is evaluated after the last epoch
+  ScheduleOptions schedule{};
+  std::vector<double> dropout{};  // per hidden layer (one value: every hidden layer); empty: none
+  double clip_norm = 0;           // clip the global gradient norm to this (0: off)
+  double label_smoothing = 0;     // cross-entropy targets (1−ε)·one-hot + ε/K (classify)
+  int patience = 0;               // early stopping after this many epochs without a better
+                                  // validation loss, restoring the best weights (0: off)
+  NonFinitePolicy on_nonfinite = NonFinitePolicy::kStop;
+  // Checkpoints (through TrainCallbacks::checkpoint) at the end of every N-th epoch (0: never at
+  // epoch ends), and also mid-epoch once this many minutes have passed since the last (0: never).
+  int checkpoint_every_epochs = 1;
+  double checkpoint_every_minutes = 0;
+  // Checked after every batch: when it becomes true, the loop writes a checkpoint (if it writes
+  // any) and throws Error(kInterrupted).
+  const std::atomic<bool>* stop = nullptr;
 };
 
 struct TrainData {
@@ -52,6 +95,16 @@ struct TrainData {
   std::vector<Index> train_rows, val_rows;  // rows of *data
   const Dataset* test = nullptr;            // optional
   Preprocess pre;
+};
+
+// Per layer, measured on a fixed probe batch (the first rows of the training set, no dropout)
+// after each epoch.
+struct LayerHealth {
+  double weight_norm = 0, grad_norm = 0;
+  // Hidden sigmoid/tanh layers: the fraction of activations whose g' is below 5% of its peak
+  // (saturated). Hidden ReLU-family layers: the fraction of units that are <= 0 for every probe
+  // example (dead). NaN for the output layer and identity layers.
+  double saturated = kNoValue, dead = kNoValue;
 };
 
 struct EpochStats {
@@ -62,6 +115,10 @@ struct EpochStats {
   double learning_rate = 0;
   double seconds = 0;  // training time of the epoch, evaluation excluded
   double samples_per_second = 0;
+  double grad_norm = kNoValue;  // global gradient norm on the probe batch
+  std::vector<LayerHealth> layers;
+  Index skipped_batches = 0;  // --on-nonfinite skip-batch
+  bool best = false;          // early stopping: the best validation loss so far
 };
 
 struct Progress {
@@ -70,14 +127,53 @@ struct Progress {
   double seconds = 0;         // since the epoch started
 };
 
+struct TrainState;
+
 struct TrainCallbacks {
   std::function<void(const Progress&)> on_batch;    // after every batch
   std::function<void(const EpochStats&)> on_epoch;  // after every epoch
+  // Writes a checkpoint of this moment and returns where (io: checkpoint.hpp). Unset: none.
+  std::function<std::string(const Model&, const Optimizer&, const TrainState&)> checkpoint;
+  std::function<void(const std::string&)> on_checkpoint;  // after each committed checkpoint
 };
 
-// Trains in place. Throws Error(kNumeric) naming the epoch and batch if the loss stops being
-// finite, and Error(kUsage) for options out of range or data that does not fit the model.
+// Everything the loop carries between batches that decides what comes next: with the model's
+// parameters and the optimizer's state it is a checkpoint, and resuming from it gives the same
+// bits as never having stopped.
+struct TrainState {
+  int epoch = 0;             // epochs completed
+  Index batch = 0;           // batches completed of epoch `epoch + 1`
+  std::vector<Index> order;  // this epoch's shuffled training rows (empty before the first)
+  std::array<std::uint64_t, 4> shuffle_rng{}, dropout_rng{};
+  // The running sums of the epoch in progress.
+  Index seen = 0, correct = 0, values = 0, skipped = 0;
+  double loss_sum = 0, sq_err = 0;
+  // Schedule and early stopping.
+  double plateau_scale = 1, plateau_best = std::numeric_limits<double>::infinity();
+  int plateau_bad = 0;
+  double best_val_loss = std::numeric_limits<double>::infinity();
+  int best_epoch = 0, bad_epochs = 0;
+  std::vector<float> best_params;  // empty until a best epoch exists
+  std::vector<EpochStats> history;
+};
+
+// Trains in place from the start, or, with `resume`, from that state (the caller has already
+// loaded the model's parameters and the optimizer's state from the same checkpoint). Returns
+// every epoch's figures, those before the resume included. Throws Error(kNumeric) naming the
+// epoch, batch and first layer affected when a loss, gradient or weight stops being finite,
+// Error(kInterrupted) when options.stop is raised, and Error(kUsage) for options out of range or
+// data that does not fit the model.
 std::vector<EpochStats> train(Model& model, Optimizer& optimizer, const TrainData& data,
-                              const TrainOptions& options, const TrainCallbacks& callbacks = {});
+                              const TrainOptions& options, const TrainCallbacks& callbacks = {},
+                              const TrainState* resume = nullptr);
+
+// The learning rate of epoch e (1-based) under options, with the plateau reductions so far.
+double scheduled_rate(double base, const ScheduleOptions& s, int epoch, int epochs,
+                      double plateau_scale);
+
+// Scales grads so their global L2 norm is at most max_norm, and returns the norm before (in
+// double, summed in order). Gradients already within the bound are left bitwise unchanged; a
+// non-finite norm leaves them as they are (the caller decides).
+double clip_gradients(std::span<float> grads, double max_norm);
 
 }  // namespace backprop

@@ -1,10 +1,20 @@
-// backprop train: load data, build the network, train with SGD, report each epoch, save.
+// backprop train: load data, build (or load) the network, train it, report each epoch, save; with
+// checkpoints, an exact --resume, and SIGINT/SIGTERM ending in a checkpoint and exit 130/143.
 #include <nlohmann/json.hpp>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <charconv>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
+#include <memory>
+#include <optional>
 #include <string>
 
+#include "backprop/checkpoint.hpp"
 #include "commands.hpp"
 #include "common.hpp"
 #include "kernels/kernels.hpp"
@@ -18,27 +28,87 @@ struct TrainFlags {
   double val_split = 0;
   bool standardize = false, no_standardize = false;
   std::string layers, hidden = "100";
-  std::string activation = "sigmoid", output, loss, init = "auto";
+  std::string activation = "sigmoid", output, loss, init = "auto", init_from;
   double leaky_slope = 0.01;
+  // Optimizer; --lr defaults per optimizer (0.1 for the SGD family, PyTorch's for the others).
+  std::string optimizer = "sgd";
   double lr = 0.1;
+  double momentum = 0.9, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0;
+  // Regularisation and schedule.
+  std::string dropout;
+  double clip_norm = 0, label_smoothing = 0;
+  std::string schedule = "constant";
+  int warmup = 0, lr_step = 10, plateau_patience = 5, patience = 0;
+  double lr_gamma = 0.1, lr_min = 0, plateau_factor = 0.1;
+  std::string on_nonfinite = "stop";
   Index batch_size = 16;
   int epochs = 20;
   std::uint64_t seed = 1;
   int threads = 0;
   bool eval_test_each_epoch = false;
+  // Checkpoints.
+  std::string checkpoint_dir, resume;
+  int checkpoint_every = 1, keep = 3;
+  double checkpoint_minutes = 0;
   std::string save = "model.safetensors", log;
   bool no_save = false, quiet = false;
+  // Which flags were given (CLI11 options), for defaults that depend on others.
+  CLI::Option *lr_opt = nullptr, *gamma_opt = nullptr, *wd_opt = nullptr;
+  CLI::Option *layers_opt = nullptr, *hidden_opt = nullptr, *activation_opt = nullptr,
+              *output_opt = nullptr, *loss_opt = nullptr;
 };
+
+// The signal that asked training to stop (0: none). The handler only sets it; the loop checks it
+// after every batch, writes a checkpoint and unwinds.
+std::atomic<bool> g_stop{false};
+volatile std::sig_atomic_t g_signal = 0;
+
+extern "C" void on_stop_signal(int sig) {
+  g_signal = sig;
+  g_stop.store(true);
+  // A second signal ends the process at once.
+  std::signal(sig, SIG_DFL);
+}
+
+nlohmann::json num(double v) {
+  if (std::isfinite(v)) return v;
+  return nullptr;
+}
 
 nlohmann::json metrics_json(const std::string& prefix, const Metrics& m, Task task) {
   nlohmann::json j = nlohmann::json::object();
   if (m.n == 0) return j;
-  j[prefix + "_loss"] = m.loss;
+  j[prefix + "_loss"] = num(m.loss);
   if (task == Task::kClassify) {
-    j[prefix + "_accuracy"] = m.accuracy;
+    j[prefix + "_accuracy"] = num(m.accuracy);
   } else {
-    j[prefix + "_rmse"] = m.rmse;
+    j[prefix + "_rmse"] = num(m.rmse);
   }
+  return j;
+}
+
+// One line of --log: the epoch's figures, the learning rate, and the network's health.
+nlohmann::json epoch_log(const EpochStats& s, Task task) {
+  nlohmann::json j{{"epoch", s.epoch}};
+  j.update(metrics_json("train", s.train, task));
+  j.update(metrics_json("val", s.val, task));
+  j.update(metrics_json("test", s.test, task));
+  j["learning_rate"] = s.learning_rate;
+  j["seconds"] = s.seconds;
+  j["samples_per_second"] = s.samples_per_second;
+  j["grad_norm"] = num(s.grad_norm);
+  nlohmann::json layers = nlohmann::json::array();
+  for (std::size_t l = 0; l < s.layers.size(); ++l) {
+    const LayerHealth& h = s.layers[l];
+    nlohmann::json lj{
+        {"layer", l + 1}, {"weight_norm", num(h.weight_norm)}, {"grad_norm", num(h.grad_norm)}};
+    if (!std::isnan(h.saturated)) lj["saturated"] = h.saturated;
+    if (!std::isnan(h.dead)) lj["dead"] = h.dead;
+    layers.push_back(lj);
+  }
+  j["layers"] = layers;
+  if (s.skipped_batches > 0) j["skipped_batches"] = s.skipped_batches;
+  if (s.best) j["best"] = true;
   return j;
 }
 
@@ -52,7 +122,7 @@ class EpochTable {
     std::printf("%5s  %10s  %9s", "epoch", "train_loss", (std::string("train_") + metric).c_str());
     if (val_) std::printf("  %10s  %9s", "val_loss", (std::string("val_") + metric).c_str());
     if (test_) std::printf("  %10s  %9s", "test_loss", (std::string("test_") + metric).c_str());
-    std::printf("  %8s  %10s\n", "seconds", "samples/s");
+    std::printf("  %9s  %8s  %10s\n", "lr", "seconds", "samples/s");
     std::fflush(stdout);
   }
 
@@ -66,8 +136,10 @@ class EpochTable {
       std::printf("  %10s  %9s", s.test.n ? format_fixed(s.test.loss, 4).c_str() : "-",
                   s.test.n ? figure(s.test).c_str() : "-");
     }
-    std::printf("  %8s  %10s\n", format_fixed(s.seconds, 2).c_str(),
-                format_thousands(s.samples_per_second).c_str());
+    char lr[32];
+    std::snprintf(lr, sizeof lr, "%.3g", s.learning_rate);
+    std::printf("  %9s  %8s  %10s%s\n", lr, format_fixed(s.seconds, 2).c_str(),
+                format_thousands(s.samples_per_second).c_str(), s.best ? "  *" : "");
     std::fflush(stdout);
   }
 
@@ -79,9 +151,107 @@ class EpochTable {
   bool val_, test_;
 };
 
+// A directory that exists and can be written (checkpoints go there), checked before any data is
+// read.
+void check_directory(const std::string& flag, const std::string& dir) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    throw Error(ErrorCode::kUsage, flag + " " + dir + ": not a directory");
+  }
+  if (::access(dir.c_str(), W_OK) != 0) {
+    throw Error(ErrorCode::kUsage, flag + " " + dir + ": not writable");
+  }
+}
+
+std::vector<double> parse_rates(const std::string& flag, const std::string& text) {
+  std::vector<double> out;
+  for (const std::string& item : split_list(text)) {
+    double v = 0;
+    auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
+    if (item.empty() || ec != std::errc() || end != item.data() + item.size() || !(v >= 0) ||
+        !(v < 1)) {
+      throw Error(ErrorCode::kUsage,
+                  flag + " '" + text + "': '" + item + "' is not a rate in [0, 1)");
+    }
+    out.push_back(v);
+  }
+  return out;
+}
+
+// Everything that decides the trained weights, as JSON: stored in checkpoints and compared on
+// --resume. Threads, output paths, logging and checkpoint settings are left out (they change
+// nothing in the result).
+nlohmann::json run_config(const TrainFlags& f, const ModelSpec& spec, const OptimizerConfig& oc,
+                          const TrainOptions& o, bool standardize) {
+  nlohmann::json s{{"kind", std::string(to_string(o.schedule.kind))},
+                   {"warmup", o.schedule.warmup},
+                   {"step", o.schedule.step},
+                   {"gamma", o.schedule.gamma},
+                   {"min_lr", o.schedule.min_lr},
+                   {"plateau_patience", o.schedule.plateau_patience},
+                   {"plateau_factor", o.schedule.plateau_factor}};
+  return {{"data",
+           {{"task", f.data.task},
+            {"label_column", f.data.label_column},
+            {"header", f.data.header      ? "yes"
+                       : f.data.no_header ? "no"
+                                          : "auto"},
+            {"val_split", f.val_split},
+            {"standardize", standardize}}},
+          {"model",
+           {{"layers", spec.layers},
+            {"hidden", std::string(to_string(spec.hidden))},
+            {"output", std::string(to_string(spec.output))},
+            {"loss", std::string(to_string(spec.loss))},
+            {"leaky_slope", spec.leaky_slope},
+            {"init", f.init},
+            {"init_from", f.init_from}}},
+          {"optimizer",
+           {{"kind", oc.kind},
+            {"lr", oc.lr.value_or(default_learning_rate(oc.kind))},
+            {"momentum", oc.momentum},
+            {"beta1", oc.beta1},
+            {"beta2", oc.beta2},
+            {"eps", oc.eps},
+            {"weight_decay", oc.weight_decay.value_or(oc.kind == "adamw" ? 1e-2 : 0.0)}}},
+          {"training",
+           {{"epochs", o.epochs},
+            {"batch_size", o.batch_size},
+            {"seed", std::to_string(o.seed)},
+            {"dropout", o.dropout},
+            {"clip_norm", o.clip_norm},
+            {"label_smoothing", o.label_smoothing},
+            {"schedule", s},
+            {"patience", o.patience},
+            {"on_nonfinite", f.on_nonfinite}}}};
+}
+
+// "optimizer.lr: 0.1 in the checkpoint, 0.2 here" for every leaf that differs.
+void diff_configs(const nlohmann::json& a, const nlohmann::json& b, const std::string& path,
+                  std::vector<std::string>& out) {
+  if (a.is_object() && b.is_object()) {
+    for (const auto& [key, value] : a.items()) {
+      diff_configs(value, b.contains(key) ? b.at(key) : nlohmann::json(),
+                   path.empty() ? key : path + "." + key, out);
+    }
+    for (const auto& [key, value] : b.items()) {
+      if (!a.contains(key)) out.push_back((path.empty() ? key : path + "." + key) + ": new here");
+    }
+  } else if (a != b) {
+    out.push_back(path + ": " + a.dump() + " in the checkpoint, " + b.dump() + " here");
+  }
+}
+
 int run_train(TrainFlags& f) {
-  if (!f.layers.empty() && f.hidden != "100") {
+  if (!f.layers.empty() && f.hidden_opt->count() > 0) {
     throw Error(ErrorCode::kUsage, "give either --layers or --hidden, not both");
+  }
+  if (!f.init_from.empty() &&
+      (f.layers_opt->count() > 0 || f.hidden_opt->count() > 0 || f.activation_opt->count() > 0 ||
+       f.output_opt->count() > 0 || f.loss_opt->count() > 0)) {
+    throw Error(ErrorCode::kUsage,
+                "--init-from takes the architecture from its file: drop --layers, --hidden, "
+                "--activation, --output and --loss");
   }
   // Everything that can be checked without data is checked first.
   std::vector<Index> widths =
@@ -104,19 +274,77 @@ int run_train(TrainFlags& f) {
   spec.leaky_slope = f.leaky_slope;
   Init init = f.init == "auto" ? default_init(spec.hidden)
                                : for_flag("--init", [&] { return parse_init(f.init); });
+
+  OptimizerConfig oc;
+  oc.kind = f.optimizer;
+  if (f.lr_opt->count() > 0) oc.lr = f.lr;
+  oc.momentum = f.momentum;
+  oc.beta1 = f.beta1;
+  oc.beta2 = f.beta2;
+  oc.eps = f.eps;
+  if (f.wd_opt->count() > 0) oc.weight_decay = f.weight_decay;
+  std::unique_ptr<Optimizer> optimizer =
+      for_flag("--optimizer", [&] { return make_optimizer(oc); });
+
+  TrainOptions options;
+  options.epochs = f.epochs;
+  options.batch_size = f.batch_size;
+  options.seed = f.seed;
+  options.eval_test_each_epoch = f.eval_test_each_epoch;
+  options.schedule.kind = for_flag("--schedule", [&] { return parse_schedule(f.schedule); });
+  options.schedule.warmup = f.warmup;
+  options.schedule.step = f.lr_step;
+  // γ's default depends on the schedule: 0.1 per step, 0.95 per epoch for exponential.
+  options.schedule.gamma = f.gamma_opt->count() > 0
+                               ? f.lr_gamma
+                               : (options.schedule.kind == ScheduleKind::kExponential ? 0.95 : 0.1);
+  options.schedule.min_lr = f.lr_min;
+  options.schedule.plateau_patience = f.plateau_patience;
+  options.schedule.plateau_factor = f.plateau_factor;
+  options.dropout = f.dropout.empty() ? std::vector<double>{} : parse_rates("--dropout", f.dropout);
+  options.clip_norm = f.clip_norm;
+  options.label_smoothing = f.label_smoothing;
+  options.patience = f.patience;
+  options.on_nonfinite =
+      f.on_nonfinite == "skip-batch" ? NonFinitePolicy::kSkipBatch : NonFinitePolicy::kStop;
+  options.checkpoint_every_epochs = f.checkpoint_every;
+  options.checkpoint_every_minutes = f.checkpoint_minutes;
+  options.stop = &g_stop;
+
   std::string save = f.no_save ? "" : f.save;
+  const std::string checkpoint_dir = !f.checkpoint_dir.empty() ? f.checkpoint_dir : f.resume;
   check_output_path("--save", save, {});
   check_output_path("--log", f.log, {});
   if (!save.empty() && save == f.log) {
     throw Error(ErrorCode::kUsage, "--save and --log name the same file");
   }
+  if (!checkpoint_dir.empty()) check_directory("--checkpoint-dir", checkpoint_dir);
   set_num_threads(f.threads);
+
+  // --init-from: the architecture, weights, classes and preprocessing of a model file.
+  std::optional<ModelFile> from;
+  if (!f.init_from.empty()) {
+    from = load_model(f.init_from, f.data.limits());
+    spec = from->model.spec();
+  }
 
   TrainingData td = load_training_data(f.data);
   check_output_path("--save", save, td.inputs);
   check_output_path("--log", f.log, td.inputs);
   Dataset& ds = td.train;
-  if (!widths.empty()) {
+  if (from && ds.task == Task::kClassify && !from->info.class_names.empty()) {
+    align_classes(ds, from->info.class_names);
+    if (td.test) align_classes(*td.test, from->info.class_names);
+  }
+  if (from) {
+    if (spec.layers.front() != ds.n_features || spec.layers.back() != ds.n_outputs()) {
+      throw Error(ErrorCode::kData,
+                  f.init_from + ": the model maps " + std::to_string(spec.layers.front()) +
+                      " inputs to " + std::to_string(spec.layers.back()) + " outputs, but " +
+                      ds.source + " has " + std::to_string(ds.n_features) + " features and " +
+                      std::to_string(ds.n_outputs()) + " outputs");
+    }
+  } else if (!widths.empty()) {
     if (widths.front() != ds.n_features) {
       throw Error(ErrorCode::kData, "--layers starts with " + std::to_string(widths.front()) +
                                         ", but " + ds.source + " has " +
@@ -146,15 +374,62 @@ int run_train(TrainFlags& f) {
   data.val_rows = split.val;
   data.test = td.test ? &*td.test : nullptr;
   data.pre = standardize ? standardize_preprocess(ds, split.train) : scale_preprocess(ds);
+  if (from && !from->info.preprocess.shift.empty()) data.pre = from->info.preprocess;
 
   Model model(spec);
-  model.init(init, f.seed);
-  Sgd sgd(f.lr);
-  TrainOptions options;
-  options.epochs = f.epochs;
-  options.batch_size = f.batch_size;
-  options.seed = f.seed;
-  options.eval_test_each_epoch = f.eval_test_each_epoch;
+  if (from) {
+    std::copy(from->model.params().begin(), from->model.params().end(), model.params().begin());
+  } else {
+    model.init(init, f.seed);
+  }
+
+  ModelInfo info;
+  info.task = ds.task;
+  info.class_names = ds.class_names;
+  info.feature_names = ds.feature_names;
+  info.label_columns = ds.label_columns;
+  info.sample_shape = ds.sample_shape;
+  info.preprocess = data.pre;
+  info.seed = f.seed;
+  info.init = from ? "from " + f.init_from : std::string(to_string(init));
+  info.data_hash = data_hash(ds);
+  info.train_examples = static_cast<Index>(split.train.size());
+  const std::string config = run_config(f, spec, oc, options, standardize).dump();
+
+  // --resume: the newest valid checkpoint of the directory, refused if it belongs to another run.
+  std::optional<Checkpoint> ckpt;
+  if (!f.resume.empty()) {
+    std::vector<std::string> skipped;
+    ckpt = find_checkpoint(f.resume, f.data.limits(), &skipped);
+    for (const std::string& s : skipped) {
+      std::fprintf(stderr, "backprop train: warning: %s; falling back to an older checkpoint\n",
+                   s.c_str());
+    }
+    std::vector<std::string> diffs;
+    diff_configs(nlohmann::json::parse(ckpt->config), nlohmann::json::parse(config), "", diffs);
+    if (!diffs.empty()) {
+      std::string list;
+      for (std::size_t i = 0; i < diffs.size() && i < 4; ++i) {
+        if (i) list += "; ";
+        list += diffs[i];
+      }
+      if (diffs.size() > 4) list += "; and " + std::to_string(diffs.size() - 4) + " more";
+      throw Error(ErrorCode::kUsage, "--resume " + f.resume + ": " + ckpt->path +
+                                         " was made with another configuration: " + list);
+    }
+    if (ckpt->data_hash != info.data_hash) {
+      throw Error(ErrorCode::kData, "--resume " + f.resume + ": " + ckpt->path +
+                                        " was trained on other data (" + ckpt->data_hash +
+                                        ", this data is " + info.data_hash + ")");
+    }
+    if (ckpt->optimizer != optimizer->name()) {
+      throw Error(ErrorCode::kUsage, "--resume: the checkpoint's optimizer is " + ckpt->optimizer +
+                                         ", this run's " + std::string(optimizer->name()));
+    }
+    std::copy(ckpt->model.model.params().begin(), ckpt->model.model.params().end(),
+              model.params().begin());
+    optimizer->set_state(ckpt->optimizer_state, model.params().size());
+  }
 
   if (!f.quiet) {
     std::string arch = format_layers(spec.layers);
@@ -170,11 +445,15 @@ int run_train(TrainFlags& f) {
                 std::string(to_string(spec.hidden)).c_str(),
                 std::string(to_string(spec.output)).c_str(),
                 std::string(to_string(spec.loss)).c_str(),
-                format_thousands(static_cast<double>(spec.n_params())).c_str(),
-                std::string(to_string(init)).c_str());
-    std::printf("train   sgd lr %g, batch %lld, %d epochs, seed %llu, %d threads, %s kernels\n",
-                f.lr, static_cast<long long>(f.batch_size), f.epochs,
+                format_thousands(static_cast<double>(spec.n_params())).c_str(), info.init.c_str());
+    std::printf("train   %s lr %g, batch %lld, %d epochs, seed %llu, %d threads, %s kernels\n",
+                std::string(optimizer->name()).c_str(), optimizer->learning_rate(),
+                static_cast<long long>(f.batch_size), f.epochs,
                 static_cast<unsigned long long>(f.seed), num_threads(), kernels::active().name);
+    if (ckpt) {
+      std::printf("resume  %s: epoch %d, batch %lld\n", ckpt->path.c_str(), ckpt->state.epoch,
+                  static_cast<long long>(ckpt->state.batch));
+    }
     std::fflush(stdout);
   }
 
@@ -182,29 +461,68 @@ int run_train(TrainFlags& f) {
   if (!f.quiet) table.header();
   ProgressBar bar;
   std::string log_text;
+  auto log_epoch = [&](const EpochStats& s) {
+    if (f.log.empty()) return;
+    log_text += epoch_log(s, ds.task).dump() + "\n";
+    write_output(f.log, log_text);  // rewritten whole each epoch: always complete on disk
+  };
+  if (ckpt) {  // the epochs before the resume, as they were
+    for (const EpochStats& s : ckpt->state.history) {
+      if (!f.quiet) table.row(s);
+      log_epoch(s);
+    }
+  }
   TrainCallbacks callbacks;
   if (!f.quiet) callbacks.on_batch = [&](const Progress& p) { bar.update(p); };
   callbacks.on_epoch = [&](const EpochStats& s) {
     bar.clear();
     if (!f.quiet) table.row(s);
-    if (!f.log.empty()) {
-      nlohmann::json j{{"epoch", s.epoch}};
-      j.update(metrics_json("train", s.train, ds.task));
-      j.update(metrics_json("val", s.val, ds.task));
-      j.update(metrics_json("test", s.test, ds.task));
-      j["learning_rate"] = s.learning_rate;
-      j["seconds"] = s.seconds;
-      j["samples_per_second"] = s.samples_per_second;
-      log_text += j.dump() + "\n";
-      // Rewritten whole each epoch: the log on disk is always complete.
-      write_output(f.log, log_text);
-    }
+    log_epoch(s);
   };
-  std::vector<EpochStats> history = train(model, sgd, data, options, callbacks);
-  const EpochStats& last = history.back();
+  std::optional<CheckpointWriter> writer;
+  if (!checkpoint_dir.empty()) {
+    writer.emplace(checkpoint_dir, f.keep, config, info.data_hash, info);
+    callbacks.checkpoint = [&](const Model& m, const Optimizer& o, const TrainState& st) {
+      return writer->write(m, o, st);
+    };
+  }
+  std::string last_checkpoint;
+  callbacks.on_checkpoint = [&](const std::string& path) { last_checkpoint = path; };
 
+  g_stop.store(false);
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
+  std::vector<EpochStats> history;
+  try {
+    history = train(model, *optimizer, data, options, callbacks, ckpt ? &ckpt->state : nullptr);
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::kInterrupted) throw;
+    bar.clear();
+    const int sig = g_signal;
+    std::fprintf(
+        stderr, "backprop train: %s by %s; %s\n", e.what(), sig == SIGTERM ? "SIGTERM" : "SIGINT",
+        last_checkpoint.empty()
+            ? "no checkpoint (no --checkpoint-dir)"
+            : ("checkpoint " + last_checkpoint + "; continue with --resume " + checkpoint_dir)
+                  .c_str());
+    return 128 + (sig == SIGTERM ? SIGTERM : SIGINT);
+  }
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+
+  const EpochStats& last = history.back();
+  if (options.patience > 0 && static_cast<int>(history.size()) < options.epochs) {
+    std::printf("stopped early after epoch %d: no better validation loss for %d epochs\n",
+                last.epoch, options.patience);
+  }
+  if (options.patience > 0) {
+    int best = 0;
+    for (const EpochStats& s : history) best = s.best ? s.epoch : best;
+    if (best > 0) std::printf("restored the weights of epoch %d (best validation loss)\n", best);
+  }
   if (td.test) {
-    const Metrics& t = last.test;
+    // The final model (with early stopping: the best epoch's) on the test set.
+    const Metrics t = evaluate(model, *td.test, {}, data.pre).metrics;
     if (ds.task == Task::kClassify) {
       std::printf("test accuracy %s, loss %s (%s examples)\n", format_percent(t.accuracy).c_str(),
                   format_fixed(t.loss, 4).c_str(),
@@ -215,11 +533,12 @@ int run_train(TrainFlags& f) {
                   format_thousands(static_cast<double>(t.n)).c_str());
     }
   } else if (!split.val.empty()) {
+    const Metrics v = evaluate(model, ds, split.val, data.pre).metrics;
     std::printf("validation %s %s (%s examples)\n",
                 ds.task == Task::kClassify ? "accuracy" : "rmse",
-                ds.task == Task::kClassify ? format_percent(last.val.accuracy).c_str()
-                                           : format_fixed(last.val.rmse, 4).c_str(),
-                format_thousands(static_cast<double>(last.val.n)).c_str());
+                ds.task == Task::kClassify ? format_percent(v.accuracy).c_str()
+                                           : format_fixed(v.rmse, 4).c_str(),
+                format_thousands(static_cast<double>(v.n)).c_str());
   } else {
     std::printf("train %s %s (running, last epoch)\n",
                 ds.task == Task::kClassify ? "accuracy" : "rmse",
@@ -229,17 +548,6 @@ int run_train(TrainFlags& f) {
   double total_seconds = 0;
   for (const auto& s : history) total_seconds += s.seconds;
   if (!save.empty()) {
-    ModelInfo info;
-    info.task = ds.task;
-    info.class_names = ds.class_names;
-    info.feature_names = ds.feature_names;
-    info.label_columns = ds.label_columns;
-    info.sample_shape = ds.sample_shape;
-    info.preprocess = data.pre;
-    info.seed = f.seed;
-    info.init = std::string(to_string(init));
-    info.data_hash = data_hash(ds);
-    info.train_examples = static_cast<Index>(split.train.size());
     save_model(save, model, info);
     std::printf("saved %s (training took %.1f s)\n", save.c_str(), total_seconds);
   } else {
@@ -272,37 +580,114 @@ Run add_train(CLI::App& app) {
                            "use features as they are (IDX images are still scaled to [0, 1])");
   s->excludes(ns);
 
-  cmd->add_option("--layers", f->layers, "all widths, inputs to outputs: 784,30,10");
-  cmd->add_option("--hidden", f->hidden,
-                  "hidden widths; inputs and outputs come from the data (default 100)");
-  cmd->add_option("--activation", f->activation,
-                  "hidden activation: sigmoid, tanh, relu, leaky-relu, identity (default sigmoid)");
-  cmd->add_option("--output", f->output,
-                  "output activation: softmax, sigmoid, identity (default softmax; sigmoid with "
-                  "--loss quadratic; identity for regression)");
-  cmd->add_option("--loss", f->loss,
-                  "quadratic or cross-entropy (default cross-entropy; quadratic for regression)");
+  f->layers_opt =
+      cmd->add_option("--layers", f->layers, "all widths, inputs to outputs: 784,30,10");
+  f->hidden_opt = cmd->add_option(
+      "--hidden", f->hidden, "hidden widths; inputs and outputs come from the data (default 100)");
+  f->activation_opt = cmd->add_option(
+      "--activation", f->activation,
+      "hidden activation: sigmoid, tanh, relu, leaky-relu, identity (default sigmoid)");
+  f->output_opt = cmd->add_option("--output", f->output,
+                                  "output activation: softmax, sigmoid, identity (default "
+                                  "softmax; sigmoid with --loss quadratic; identity for "
+                                  "regression)");
+  f->loss_opt = cmd->add_option(
+      "--loss", f->loss,
+      "quadratic or cross-entropy (default cross-entropy; quadratic for regression)");
   cmd->add_option("--leaky-slope", f->leaky_slope, "leaky ReLU slope for z < 0 (default 0.01)")
       ->check(number_range(1e-6, 0.999999));
   cmd->add_option("--init", f->init,
-                  "auto, xavier, he or lecun (default auto: he for ReLUs, "
-                  "else xavier)");
+                  "auto, xavier, he or lecun (default auto: he for ReLUs, else xavier)");
+  cmd->add_option("--init-from", f->init_from,
+                  "start from this model file: its architecture, weights, classes and "
+                  "preprocessing");
 
-  cmd->add_option("--lr", f->lr, "learning rate η (default 0.1)")->check(positive_number());
+  cmd->add_option("--optimizer", f->optimizer,
+                  "sgd, momentum, nesterov, adam, adamw, rmsprop or irprop (default sgd)")
+      ->check(CLI::IsMember({"sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "irprop"}));
+  f->lr_opt = cmd->add_option("--lr", f->lr,
+                              "learning rate η (default 0.1 for sgd, momentum, nesterov; 0.001 "
+                              "for adam, adamw; 0.01 for rmsprop and irprop's initial step)")
+                  ->check(positive_number());
+  cmd->add_option("--momentum", f->momentum, "momentum μ of momentum and nesterov (default 0.9)")
+      ->check(number_range(0.0, 0.999999));
+  cmd->add_option("--beta1", f->beta1, "Adam's β1 (default 0.9)")
+      ->check(number_range(0.0, 0.999999));
+  cmd->add_option("--beta2", f->beta2, "Adam's β2 (default 0.999)")
+      ->check(number_range(0.0, 0.999999999));
+  cmd->add_option("--eps", f->eps, "Adam's and RMSprop's ε (default 1e-8)")
+      ->check(positive_number());
+  f->wd_opt = cmd->add_option("--weight-decay", f->weight_decay,
+                              "L2 weight decay λ (decoupled for adamw; default 0, adamw 0.01)")
+                  ->check(number_range(0.0, 1e6));
+  cmd->add_option("--dropout", f->dropout,
+                  "inverted dropout on the hidden layers' outputs: one rate for all, or one per "
+                  "hidden layer (0.2,0.5)");
+  cmd->add_option("--clip-norm", f->clip_norm,
+                  "clip the gradient's global L2 norm to this (default 0: off)")
+      ->check(number_range(0.0, 1e30));
+  cmd->add_option("--label-smoothing", f->label_smoothing,
+                  "cross-entropy targets (1−ε)·one-hot + ε/K (default 0)")
+      ->check(number_range(0.0, 0.999));
+  cmd->add_option("--schedule", f->schedule,
+                  "learning rate per epoch: constant, step, exponential, cosine, plateau "
+                  "(default constant)");
+  cmd->add_option("--warmup", f->warmup, "epochs of linear warm-up (default 0)")
+      ->check(integer_range(0, 1000000));
+  cmd->add_option("--lr-step", f->lr_step, "step schedule: epochs between decays (default 10)")
+      ->check(integer_range(1, 1000000));
+  f->gamma_opt = cmd->add_option("--lr-gamma", f->lr_gamma,
+                                 "step and exponential schedules: factor per decay (default "
+                                 "0.1 for step, 0.95 for exponential)")
+                     ->check(number_range(1e-9, 1.0));
+  cmd->add_option("--lr-min", f->lr_min, "cosine schedule: the final learning rate (default 0)")
+      ->check(number_range(0.0, 1e6));
+  cmd->add_option("--plateau-patience", f->plateau_patience,
+                  "plateau schedule: epochs without a better validation loss before reducing "
+                  "(default 5)")
+      ->check(integer_range(1, 1000000));
+  cmd->add_option("--plateau-factor", f->plateau_factor,
+                  "plateau schedule: the factor of each reduction (default 0.1)")
+      ->check(number_range(1e-9, 0.999999));
+  cmd->add_option("--patience", f->patience,
+                  "early stopping: stop after this many epochs without a better validation loss "
+                  "and keep the best epoch's weights (default 0: off)")
+      ->check(integer_range(0, 1000000));
+  cmd->add_option("--on-nonfinite", f->on_nonfinite,
+                  "a NaN or infinite loss, gradient or weight: stop (default) or skip-batch")
+      ->check(CLI::IsMember({"stop", "skip-batch"}));
+
   cmd->add_option("--batch-size", f->batch_size, "examples per step (default 16)")
       ->check(integer_range(1, 1 << 24));
   cmd->add_option("--epochs", f->epochs, "passes over the training data (default 20)")
       ->check(integer_range(1, 1000000));
-  cmd->add_option("--seed", f->seed, "seeds initialisation, shuffling and the split (default 1)")
+  cmd->add_option("--seed", f->seed,
+                  "seeds initialisation, shuffling, the split and dropout (default 1)")
       ->check(unsigned_range(0, UINT64_MAX));
   cmd->add_option("--threads", f->threads, "kernel threads; 0 = every core (default 0)")
       ->check(integer_range(0, 1024));
   cmd->add_flag("--eval-test-each-epoch", f->eval_test_each_epoch,
                 "report the test set after every epoch, not only the last");
 
+  cmd->add_option("--checkpoint-dir", f->checkpoint_dir,
+                  "write checkpoints to this folder (atomically; resume with --resume)");
+  cmd->add_option("--checkpoint-every", f->checkpoint_every,
+                  "checkpoint at the end of every N-th epoch (default 1; 0: only the last)")
+      ->check(integer_range(0, 1000000));
+  cmd->add_option("--checkpoint-minutes", f->checkpoint_minutes,
+                  "also checkpoint mid-epoch once this many minutes have passed (default 0: off)")
+      ->check(number_range(0.0, 1e9));
+  cmd->add_option("--keep", f->keep, "keep the newest K checkpoints (default 3)")
+      ->check(integer_range(1, 1000000));
+  cmd->add_option("--resume", f->resume,
+                  "continue from the newest valid checkpoint in this folder (same flags and data "
+                  "as the interrupted run); new checkpoints go there too");
+
   cmd->add_option("--save", f->save, "model file to write (default model.safetensors)");
   cmd->add_flag("--no-save", f->no_save, "do not write a model file");
-  cmd->add_option("--log", f->log, "write one JSON object per epoch to this file");
+  cmd->add_option("--log", f->log,
+                  "write one JSON object per epoch to this file: metrics, learning rate, "
+                  "gradient norms, per-layer health");
   cmd->add_flag("--quiet", f->quiet, "print only errors and the final summary");
   return [f] { return run_train(*f); };
 }

@@ -6,10 +6,12 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
@@ -152,9 +154,14 @@ class EpochTable {
 };
 
 // A directory that exists and can be written (checkpoints go there), checked before any data is
-// read.
-void check_directory(const std::string& flag, const std::string& dir) {
+// read. With `create`, a missing directory is made (its parent must exist, as with mkdir).
+void check_directory(const std::string& flag, const std::string& dir, bool create) {
   struct stat st {};
+  if (create && ::stat(dir.c_str(), &st) != 0 && errno == ENOENT &&
+      ::mkdir(dir.c_str(), 0777) != 0 && errno != EEXIST) {
+    throw Error(ErrorCode::kUsage,
+                flag + " " + dir + ": cannot create it: " + std::strerror(errno));
+  }
   if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
     throw Error(ErrorCode::kUsage, flag + " " + dir + ": not a directory");
   }
@@ -318,7 +325,8 @@ int run_train(TrainFlags& f) {
   if (!save.empty() && save == f.log) {
     throw Error(ErrorCode::kUsage, "--save and --log name the same file");
   }
-  if (!checkpoint_dir.empty()) check_directory("--checkpoint-dir", checkpoint_dir);
+  if (!f.resume.empty()) check_directory("--resume", f.resume, false);
+  if (!checkpoint_dir.empty()) check_directory("--checkpoint-dir", checkpoint_dir, true);
   set_num_threads(f.threads);
 
   // --init-from: the architecture, weights, classes and preprocessing of a model file.

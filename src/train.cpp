@@ -182,7 +182,7 @@ ScheduleKind parse_schedule(std::string_view name) {
 
 double scheduled_rate(double base, const ScheduleOptions& s, int epoch, int epochs,
                       double plateau_scale) {
-  if (epoch <= s.warmup) return base * static_cast<double>(epoch) / s.warmup;
+  if (epoch <= s.warmup) return base * static_cast<double>(epoch) / (s.warmup + 1);
   const int t = epoch - s.warmup - 1;
   switch (s.kind) {
     case ScheduleKind::kConstant:

@@ -54,8 +54,8 @@ TEST(Schedule, EachKindGivesItsRates) {
   EXPECT_DOUBLE_EQ(scheduled_rate(0.1, s, 1, 10, 1), 0.1);
   EXPECT_NEAR(scheduled_rate(0.1, s, 6, 10, 1), 0.055, 1e-15);  // halfway: the midpoint
   s.warmup = 4;
-  EXPECT_DOUBLE_EQ(scheduled_rate(0.1, s, 1, 10, 1), 0.025);  // linear warm-up
-  EXPECT_DOUBLE_EQ(scheduled_rate(0.1, s, 4, 10, 1), 0.1);
+  EXPECT_DOUBLE_EQ(scheduled_rate(0.1, s, 1, 10, 1), 0.02);  // linear warm-up: η·e/(W+1)
+  EXPECT_DOUBLE_EQ(scheduled_rate(0.1, s, 4, 10, 1), 0.08);
   EXPECT_DOUBLE_EQ(scheduled_rate(0.1, s, 5, 10, 1), 0.1);  // cosine starts after it
   s.kind = ScheduleKind::kPlateau;
   s.warmup = 0;
@@ -185,6 +185,44 @@ TEST(NonFinite, StopsNamingTheBatchAndLayerOrSkipsTheBatch) {
   EXPECT_EQ(h[0].skipped_batches, 1);
   EXPECT_EQ(h[1].skipped_batches, 1);
   for (float p : m.params()) ASSERT_TRUE(std::isfinite(p));
+}
+
+// The per-layer health figures of the metrics log: a ReLU layer whose biases push every unit
+// negative is all dead, sigmoid units driven by huge weights are saturated, and the norms are
+// those of the model's own tensors.
+TEST(LayerHealth, SeesDeadReLUsSaturatedSigmoidsAndTheNorms) {
+  Dataset ds = blobs(30, 6);
+  TrainData d = all_rows_of(ds, 0);
+  {
+    Model m({.layers = {4, 8, 6, 3}, .hidden = Activation::kRelu});
+    m.init(Init::kHe, 1);
+    for (Index j = 0; j < 8; ++j) m.bias(0)[j] = -1000.0f;  // layer 1: no unit ever fires
+    Sgd sgd(1e-6);
+    std::vector<EpochStats> h = train(m, sgd, d, {.epochs = 1, .batch_size = 8, .seed = 1});
+    ASSERT_EQ(h[0].layers.size(), 3u);
+    EXPECT_EQ(h[0].layers[0].dead, 1.0);
+    EXPECT_TRUE(std::isnan(h[0].layers[0].saturated));
+    // Nothing flows back through dead units: layer 1's weights get no gradient.
+    EXPECT_EQ(h[0].layers[0].grad_norm, 0.0);
+    double w = 0;
+    for (Index i = 0; i < 8; ++i)
+      for (Index j = 0; j < 4; ++j) w += static_cast<double>(m.weight(0)(i, j)) * m.weight(0)(i, j);
+    EXPECT_NEAR(h[0].layers[0].weight_norm, std::sqrt(w), 1e-4 * std::sqrt(w));
+    EXPECT_GT(h[0].grad_norm, 0.0);
+  }
+  {
+    Model m({.layers = {4, 8, 3}, .hidden = Activation::kSigmoid});
+    m.init(Init::kXavier, 1);
+    Sgd sgd(1e-6);
+    std::vector<EpochStats> calm = train(m, sgd, d, {.epochs = 1, .batch_size = 8, .seed = 1});
+    for (Index i = 0; i < 8; ++i)
+      for (Index j = 0; j < 4; ++j) m.weight(0)(i, j) *= 1000.0f;
+    std::vector<EpochStats> hot = train(m, sgd, d, {.epochs = 1, .batch_size = 8, .seed = 1});
+    EXPECT_LT(calm[0].layers[0].saturated, 0.2);
+    EXPECT_GT(hot[0].layers[0].saturated, 0.9);
+    EXPECT_TRUE(std::isnan(hot[0].layers[0].dead));
+    EXPECT_TRUE(std::isnan(hot[0].layers[1].saturated));  // the output layer has no such figure
+  }
 }
 
 // Trains the same run straight and interrupted at `stop_after` batches (with the checkpoint

@@ -47,7 +47,7 @@ Evaluation evaluate(Model& model, const Dataset& ds, std::span<const Index> rows
                     const Preprocess& pre, Index batch = 1000);
 
 // The learning rate of each epoch e = 1..E, from the base rate η of the optimizer:
-//   warm-up  e <= W: η·e/W, linear
+//   warm-up  e <= W: η·e/(W+1), linear (so one warm-up epoch runs at η/2, not η)
 //   then, with t = e − W − 1 epochs since the warm-up and T = E − W:
 //   constant η;  step η·γ^⌊t/step⌋;  exponential η·γ^t;
 //   cosine η_min + (η − η_min)·½(1 + cos(π t/T));

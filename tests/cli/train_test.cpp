@@ -2,7 +2,8 @@
 // at random moments (some of them inside a checkpoint write) and resumed with --resume ends with a
 // model file bitwise identical to the uninterrupted run's; a resume with other flags or other data
 // is refused with the differences named; a corrupt newest checkpoint is reported and the previous
-// one used; --init-from starts from a model file; the new flags refuse bad values with exit 2.
+// one used; --init-from starts from a model file; the new flags refuse bad values with exit 2;
+// the --log lines carry the schedule's rates and the per-layer health figures.
 // (SIGINT/SIGTERM and faults inside the writer are tests/reliability's.)
 #include <gtest/gtest.h>
 
@@ -11,6 +12,7 @@
 #include <cmath>
 #include <filesystem>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <thread>
@@ -179,18 +181,18 @@ TEST_F(Resume, SigkillAtRandomMomentsThenResumeGivesTheUninterruptedModel) {
         if (attempt > 0) ++before_first_checkpoint;
         args.insert(args.end(), {"--checkpoint-dir", ckpt.string()});
       }
-      const std::vector<std::string> stale = temporaries(ckpt);  // left by earlier kills
+      std::vector<std::string> stale = temporaries(ckpt);  // left by earlier kills
       const auto writing = [&] { return temporaries(ckpt) != stale; };
       Child c(BACKPROP_CLI, args, {}, captures());
       if (attempt < kills_here) {
+        std::uniform_real_distribution<double> when(0.0, t % 2 == 1 ? 0.5 * whole : whole);
+        std::this_thread::sleep_for(std::chrono::duration<double>(when(rng)));
         if (t % 2 == 1) {
-          // Inside a write: as soon as a new temporary checkpoint appears.
+          // Then inside the next write: as soon as a new temporary checkpoint appears.
+          stale = temporaries(ckpt);
           const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
           while (!writing() && !c.done() && std::chrono::steady_clock::now() < deadline)
             std::this_thread::sleep_for(std::chrono::microseconds(50));
-        } else {
-          std::uniform_real_distribution<double> when(0.0, whole);
-          std::this_thread::sleep_for(std::chrono::duration<double>(when(rng)));
         }
         const bool in_write = writing();
         c.signal(SIGKILL);
@@ -220,7 +222,7 @@ TEST_F(Resume, SigkillAtRandomMomentsThenResumeGivesTheUninterruptedModel) {
             << " resumes, every final model identical to the uninterrupted run (" << whole
             << " s per run)\n";
   EXPECT_GE(kills, 20);
-  EXPECT_GE(resumes, 12);
+  EXPECT_GE(resumes, 20);
   EXPECT_GT(kills_in_write, 0) << "no kill landed inside a checkpoint write";
 }
 
@@ -352,6 +354,53 @@ TEST_F(Resume, InitFromStartsFromTheModelFile) {
   EXPECT_EQ(wrong.exit_code, 1) << wrong.describe();
   EXPECT_NE(wrong.err.find(start), std::string::npos) << wrong.err;
   EXPECT_FALSE(fs::exists(narrow / "m.safetensors"));
+}
+
+TEST_F(Resume, TheLogHasTheRateAndTheHealthOfEveryLayerEachEpoch) {
+  const fs::path d = dir("log");
+  const RunResult r = cli({"train",    "--train",
+                           data(),     "--hidden",
+                           "16,8",     "--activation",
+                           "tanh",     "--optimizer",
+                           "momentum", "--lr",
+                           "0.08",     "--schedule",
+                           "step",     "--lr-step",
+                           "2",        "--lr-gamma",
+                           "0.5",      "--warmup",
+                           "1",        "--val-split",
+                           "0.2",      "--epochs",
+                           "5",        "--quiet",
+                           "--log",    (d / "run.jsonl").string(),
+                           "--save",   (d / "m.safetensors").string()});
+  ASSERT_TRUE(r.exited && r.exit_code == 0) << r.describe();
+  const std::string text = read_text(d / "run.jsonl");
+  std::vector<nlohmann::json> lines;
+  for (std::size_t at = 0, nl; (nl = text.find('\n', at)) != std::string::npos; at = nl + 1)
+    lines.push_back(nlohmann::json::parse(text.substr(at, nl - at)));
+  ASSERT_EQ(lines.size(), 5u) << text;
+  // One warm-up epoch at η/2, then η halved every 2 epochs.
+  std::vector<double> rates;
+  for (const auto& j : lines) rates.push_back(j.at("learning_rate").get<double>());
+  EXPECT_EQ(rates, (std::vector<double>{0.04, 0.08, 0.08, 0.04, 0.04}));
+  for (const auto& j : lines) {
+    for (const char* key : {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
+                            "seconds", "samples_per_second", "grad_norm"})
+      EXPECT_TRUE(j.contains(key)) << key << " missing in " << j.dump();
+    ASSERT_EQ(j.at("layers").size(), 3u) << j.dump();
+    for (std::size_t l = 0; l < 3; ++l) {
+      const auto& h = j.at("layers")[l];
+      EXPECT_EQ(h.at("layer").get<int>(), static_cast<int>(l + 1));
+      EXPECT_GT(h.at("weight_norm").get<double>(), 0.0);
+      EXPECT_GE(h.at("grad_norm").get<double>(), 0.0);
+      if (l < 2) {  // tanh hidden layers: a saturation fraction, no dead-unit figure
+        const double s = h.at("saturated").get<double>();
+        EXPECT_TRUE(s >= 0 && s <= 1) << s;
+        EXPECT_FALSE(h.contains("dead"));
+      } else {
+        EXPECT_FALSE(h.contains("saturated"));
+      }
+    }
+  }
 }
 
 struct BadFlag {

@@ -65,10 +65,10 @@ double loss_forward(Activation output, Loss loss, ConstMatrixViewT<T> z, ConstMa
 
 template <class T>
 void loss_backward(Activation output, Loss loss, ConstMatrixViewT<T> a, ConstMatrixViewT<T> y,
-                   MatrixViewT<T> dz) noexcept {
+                   MatrixViewT<T> dz, Index average_over) noexcept {
   BACKPROP_DASSERT(is_valid_output_loss(output, loss));
   const Index k = y.cols;
-  const T inv_b = T(1) / static_cast<T>(y.rows);
+  const T inv_b = T(1) / static_cast<T>(average_over > 0 ? average_over : y.rows);
   for (Index i = 0; i < y.rows; ++i) {
     const T* ai = a.row(i);
     const T* yi = y.row(i);
@@ -102,9 +102,9 @@ template double loss_forward<float>(Activation, Loss, ConstMatrixView, ConstMatr
                                     ConstMatrixView) noexcept;
 template double loss_forward<double>(Activation, Loss, ConstMatrixViewT<double>,
                                      ConstMatrixViewT<double>, ConstMatrixViewT<double>) noexcept;
-template void loss_backward<float>(Activation, Loss, ConstMatrixView, ConstMatrixView,
-                                   MatrixView) noexcept;
+template void loss_backward<float>(Activation, Loss, ConstMatrixView, ConstMatrixView, MatrixView,
+                                   Index) noexcept;
 template void loss_backward<double>(Activation, Loss, ConstMatrixViewT<double>,
-                                    ConstMatrixViewT<double>, MatrixViewT<double>) noexcept;
+                                    ConstMatrixViewT<double>, MatrixViewT<double>, Index) noexcept;
 
 }  // namespace backprop

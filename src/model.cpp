@@ -195,9 +195,16 @@ ConstMatrixViewT<T> BasicModel<T>::forward(ConstMatrixViewT<T> x, const Dropout*
       masks_[u].resize(batch_, a.cols);
       copy<T>(a, pre_dropout_[u].view());
       const T keep_scale = static_cast<T>(1.0 / (1.0 - p));
-      for (Index i = 0; i < batch_; ++i) {
-        T* ai = a.row(i);
-        T* mi = masks_[u].view().row(i);
+      const Index total = dropout->total_rows > 0 ? dropout->total_rows : batch_;
+      const Index first = dropout->total_rows > 0 ? dropout->row_offset : 0;
+      BACKPROP_ASSERT(first >= 0 && first + batch_ <= total);
+      for (Index r = 0; r < total; ++r) {
+        if (r < first || r >= first + batch_) {  // another rank's row: draw, and pass over
+          for (Index j = 0; j < a.cols; ++j) (void)dropout->rng->uniform();
+          continue;
+        }
+        T* ai = a.row(r - first);
+        T* mi = masks_[u].view().row(r - first);
         for (Index j = 0; j < a.cols; ++j) {
           mi[j] = dropout->rng->uniform() < p ? T(0) : keep_scale;
           ai[j] *= mi[j];
@@ -240,11 +247,13 @@ MatrixViewT<T> BasicModel<T>::delta(int which, Index cols) {
 }
 
 template <class T>
-MatrixViewT<T> BasicModel<T>::output_delta(ConstMatrixViewT<T> x, ConstMatrixViewT<T> y) {
+MatrixViewT<T> BasicModel<T>::output_delta(ConstMatrixViewT<T> x, ConstMatrixViewT<T> y,
+                                           Index average_over) {
   check_backward_shapes(x, y);
   // D4: Δ[L] from the loss, into the first ping-pong buffer.
   MatrixViewT<T> dz = delta(0, n_outputs());
-  loss_backward<T>(spec_.output, spec_.loss, acts_.back().view().rows_range(0, batch_), y, dz);
+  loss_backward<T>(spec_.output, spec_.loss, acts_.back().view().rows_range(0, batch_), y, dz,
+                   average_over);
   return dz;
 }
 
@@ -268,9 +277,9 @@ ConstMatrixViewT<T> BasicModel<T>::input_mask(Index l) const {
 }
 
 template <class T>
-void BasicModel<T>::backward(ConstMatrixViewT<T> x, ConstMatrixViewT<T> y) {
+void BasicModel<T>::backward(ConstMatrixViewT<T> x, ConstMatrixViewT<T> y, Index average_over) {
   const T slope = static_cast<T>(spec_.leaky_slope);
-  MatrixViewT<T> dz = output_delta(x, y);
+  MatrixViewT<T> dz = output_delta(x, y, average_over);
   int cur = 0;
   for (Index l = n_layers() - 1; l >= 0; --l) {
     auto u = static_cast<std::size_t>(l);
@@ -291,7 +300,7 @@ template <class T>
 void BasicModel<T>::backward_sgd(ConstMatrixViewT<T> x, ConstMatrixViewT<T> y, double lr) {
   const T slope = static_cast<T>(spec_.leaky_slope);
   const T minus_lr = static_cast<T>(-lr);
-  MatrixViewT<T> dz = output_delta(x, y);
+  MatrixViewT<T> dz = output_delta(x, y, 0);
   int cur = 0;
   for (Index l = n_layers() - 1; l >= 0; --l) {
     auto u = static_cast<std::size_t>(l);

@@ -1,12 +1,14 @@
 #include "backprop/train.hpp"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <numbers>
 #include <string>
 
+#include "backprop/collective.hpp"
 #include "backprop/rng.hpp"
 
 namespace backprop {
@@ -327,6 +329,82 @@ std::vector<Index> probe_rows(const TrainData& data) {
   return rows;
 }
 
+// One global batch of b rows, data-parallel: this rank's rows (from row `offset` of the batch)
+// forward and backward, the gradient scaled by rows/b and summed over the ranks together with the
+// running figures and the flags, then the same clipping, checks and step on every rank. Returns
+// whether any rank was asked to stop; sets skip when the batch is skipped (non-finite,
+// skip-batch policy); calls fail(what, in_grads) for a non-finite loss or gradient under the stop
+// policy.
+template <class Fail>
+bool data_parallel_batch(Model& model, Optimizer& optimizer, const TrainData& data,
+                         const TrainOptions& options, Collective& comm, Model::Dropout& dropout,
+                         bool any_dropout, std::span<const Index> rows, Index b, Index offset,
+                         MatrixView x, MatrixView y, float smoothing, Tally& tally, bool& skip,
+                         const Fail& fail) {
+  const Dataset& ds = *data.data;
+  const auto m = static_cast<Index>(rows.size());
+  Tally mine;
+  double loss = 0;
+  std::span<float> grads = model.grads();
+  if (m > 0) {
+    MatrixView xb = x.rows_range(0, m), yb = y.rows_range(0, m);
+    gather_batch(ds, rows, data.pre, xb, yb, smoothing);
+    dropout.row_offset = offset;
+    dropout.total_rows = b;
+    ConstMatrixView a = model.forward(xb, any_dropout ? &dropout : nullptr);
+    loss = model.loss(yb);
+    if (std::isfinite(loss)) {
+      mine.add(ds, rows, a, yb, loss);
+      // ∂(Σ over my rows of ℓ)/∂θ / b: the ranks' sum is the gradient of the batch average.
+      model.backward(xb, yb, b);
+    }
+  } else if (any_dropout) {
+    // No rows here: draw (and drop) the masks the other ranks' rows take, so that every rank's
+    // dropout stream stays at the same place.
+    for (Index l = 0; l + 1 < model.n_layers(); ++l) {
+      if (dropout.rates[static_cast<std::size_t>(l)] <= 0) continue;
+      for (Index k = 0; k < b * model.spec().layers[static_cast<std::size_t>(l) + 1]; ++k) {
+        (void)dropout.rng->uniform();
+      }
+    }
+  }
+  if (m == 0 || !std::isfinite(loss)) std::fill(grads.begin(), grads.end(), 0.0f);
+  const bool stop_here = options.stop != nullptr && options.stop->load();
+  std::array<double, 8> shared = {std::isfinite(loss) ? 0.0 : 1.0,
+                                  std::isnan(loss) ? 1.0 : 0.0,
+                                  stop_here ? 1.0 : 0.0,
+                                  static_cast<double>(mine.n),
+                                  mine.loss_sum,
+                                  static_cast<double>(mine.correct),
+                                  mine.sq_err,
+                                  static_cast<double>(mine.n_values)};
+  comm.sum(shared);
+  comm.sum(grads);
+  skip = false;
+  if (shared[0] > 0) {  // a non-finite loss on some rank
+    if (options.on_nonfinite == NonFinitePolicy::kStop) {
+      fail(std::string("the loss is ") + (shared[1] > 0 ? "NaN" : "infinite"), false);
+    }
+    skip = true;
+  } else {
+    tally.n += static_cast<Index>(shared[3]);
+    tally.loss_sum += shared[4];
+    tally.correct += static_cast<Index>(shared[5]);
+    tally.sq_err += shared[6];
+    tally.n_values += static_cast<Index>(shared[7]);
+    const bool need_norm =
+        options.clip_norm > 0 || options.on_nonfinite == NonFinitePolicy::kSkipBatch;
+    const double norm = need_norm ? clip_gradients(grads, options.clip_norm) : 0.0;
+    if (!std::isfinite(norm)) {
+      if (options.on_nonfinite == NonFinitePolicy::kStop) fail("a gradient is not finite", true);
+      skip = true;
+    } else {
+      optimizer.step(model.params(), grads);
+    }
+  }
+  return shared[2] > 0;
+}
+
 }  // namespace
 
 std::vector<EpochStats> train(Model& model, Optimizer& optimizer, const TrainData& data,
@@ -377,8 +455,11 @@ std::vector<EpochStats> train(Model& model, Optimizer& optimizer, const TrainDat
 
   const double base_lr = optimizer.learning_rate();
   // Plain SGD is fused into backward unless the gradients themselves are needed.
+  // Data parallelism: this process is rank `rank` of `world` (see collective.hpp).
+  Collective* comm = options.collective;
+  const int world = comm != nullptr ? comm->size() : 1, rank = comm != nullptr ? comm->rank() : 0;
   const bool fused = optimizer.plain_sgd_rate().has_value() && options.clip_norm == 0 &&
-                     options.on_nonfinite == NonFinitePolicy::kStop;
+                     options.on_nonfinite == NonFinitePolicy::kStop && world == 1;
 
   const Index n = static_cast<Index>(data.train_rows.size());
   const Index bs = std::min(options.batch_size, n);
@@ -423,6 +504,35 @@ std::vector<EpochStats> train(Model& model, Optimizer& optimizer, const TrainDat
     const Index first = st.batch;
     for (Index batch = first; batch * bs < n; ++batch) {
       const Index start = batch * bs, b = std::min(bs, n - start);
+      if (world > 1) {
+        // This rank's slice of the global batch; the rest is as one process would do it.
+        const Index lo = b * rank / world, hi = b * (rank + 1) / world;
+        bool skip = false;
+        const bool stop = data_parallel_batch(
+            model, optimizer, data, options, *comm, dropout, any_dropout,
+            std::span<const Index>(st.order.data() + start + lo, static_cast<std::size_t>(hi - lo)),
+            b, lo, x.view(), y.view(), smoothing, tally, skip,
+            [&](const std::string& what, bool g) { nonfinite(epoch, batch + 1, what, g); });
+        if (skip) ++st.skipped;
+        st.batch = batch + 1;
+        st.seen = tally.n;
+        st.loss_sum = tally.loss_sum;
+        st.correct = tally.correct;
+        st.sq_err = tally.sq_err;
+        st.values = tally.n_values;
+        if (callbacks.on_batch) {
+          callbacks.on_batch({epoch, options.epochs, start + b, n, seconds_since(t0)});
+        }
+        if (stop || (options.checkpoint_every_minutes > 0 && start + b < n &&
+                     seconds_since(last_checkpoint) >= 60 * options.checkpoint_every_minutes)) {
+          checkpoint();
+        }
+        if (stop) {
+          throw Error(ErrorCode::kInterrupted, "interrupted in epoch " + std::to_string(epoch) +
+                                                   ", batch " + std::to_string(batch + 1));
+        }
+        continue;
+      }
       std::span<const Index> rows(st.order.data() + start, static_cast<std::size_t>(b));
       MatrixView xb = x.view().rows_range(0, b), yb = y.view().rows_range(0, b);
       gather_batch(ds, rows, data.pre, xb, yb, smoothing);

@@ -4,6 +4,8 @@
 
 #include "backprop/activation.hpp"
 #include "backprop/batch.hpp"
+#include "backprop/checkpoint.hpp"
+#include "backprop/collective.hpp"
 #include "backprop/data.hpp"
 #include "backprop/dense.hpp"
 #include "backprop/error.hpp"
@@ -12,6 +14,7 @@
 #include "backprop/loss.hpp"
 #include "backprop/matrix.hpp"
 #include "backprop/model.hpp"
+#include "backprop/model_file.hpp"
 #include "backprop/optimizer.hpp"
 #include "backprop/parallel.hpp"
 #include "backprop/rng.hpp"

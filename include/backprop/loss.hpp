@@ -36,8 +36,10 @@ double loss_forward(Activation output, Loss loss, ConstMatrixViewT<T> z, ConstMa
 //   identity + quadratic:     (a − y) / B                                          (D4c)
 //   softmax  + cross-entropy: (a (Σ_k y_k) − y) / B   (= (a − y)/B for one-hot y)  (D4d)
 //   sigmoid  + cross-entropy: (a − y) / B                                          (D4e)
+// average_over: the B of the divisions (0: y.rows). Data-parallel training differentiates the
+// average over the whole global batch from a slice of its rows.
 template <class T>
 void loss_backward(Activation output, Loss loss, ConstMatrixViewT<T> a, ConstMatrixViewT<T> y,
-                   MatrixViewT<T> dz) noexcept;
+                   MatrixViewT<T> dz, Index average_over = 0) noexcept;
 
 }  // namespace backprop

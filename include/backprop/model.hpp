@@ -92,6 +92,11 @@ class BasicModel {
   struct Dropout {
     std::span<const double> rates;
     Rng* rng = nullptr;
+    // Data parallelism: this batch is rows [row_offset, row_offset + B) of a global batch of
+    // total_rows rows. The masks of all total_rows rows are drawn (in the order one process
+    // would draw them) and this batch's rows used, so a row's mask does not depend on how the
+    // batch is split. total_rows = 0: the batch is the whole batch.
+    Index row_offset = 0, total_rows = 0;
   };
 
   // D1–D2 for every layer: the output A[L] (B×n_outputs), valid until the next forward().
@@ -101,7 +106,9 @@ class BasicModel {
   // After forward(x): the batch-averaged loss against y (B×n_outputs) (D3).
   double loss(ConstMatrixViewT<T> y) const;
   // After forward(x) with the same x: grads() = ∂L/∂θ for this batch (overwritten; D4–D7).
-  void backward(ConstMatrixViewT<T> x, ConstMatrixViewT<T> y);
+  // average_over > 0: the gradient of the loss summed over these rows divided by average_over
+  // (a slice of a larger batch, for data parallelism) rather than their average.
+  void backward(ConstMatrixViewT<T> x, ConstMatrixViewT<T> y, Index average_over = 0);
   // After forward(x) with the same x: backward and plain SGD in one pass (D4–D8), each layer's
   // W ← W − η·∂L/∂W applied straight from the weight-gradient product (its dz·w for the layer
   // below taken first, with the old W), so ∂L/∂W is never stored. grads() holds only the bias
@@ -132,7 +139,7 @@ class BasicModel {
   // Ping-pong buffer `which` (0 or 1) viewed as batch × cols.
   MatrixViewT<T> delta(int which, Index cols);
   // Checks the shapes, then Δ[L] from the loss (D4) into delta(0).
-  MatrixViewT<T> output_delta(ConstMatrixViewT<T> x, ConstMatrixViewT<T> y);
+  MatrixViewT<T> output_delta(ConstMatrixViewT<T> x, ConstMatrixViewT<T> y, Index average_over);
   // A[l-1] of the last forward (x for the first layer), after any dropout.
   ConstMatrixViewT<T> layer_input(ConstMatrixViewT<T> x, Index l) const;
   // For layer l > 0: the activations g' is taken from (before any dropout) and the mask (empty

@@ -69,6 +69,8 @@ struct ScheduleOptions {
 
 enum class NonFinitePolicy { kStop, kSkipBatch };
 
+class Collective;
+
 struct TrainOptions {
   int epochs = 10;
   Index batch_size = 32;
@@ -88,6 +90,8 @@ struct TrainOptions {
   // Checked after every batch: when it becomes true, the loop writes a checkpoint (if it writes
   // any) and throws Error(kInterrupted).
   const std::atomic<bool>* stop = nullptr;
+  // Data-parallel training over a group of processes (collective.hpp); null: this process alone.
+  Collective* collective = nullptr;
 };
 
 struct TrainData {

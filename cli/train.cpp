@@ -15,11 +15,14 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "backprop/checkpoint.hpp"
 #include "commands.hpp"
 #include "common.hpp"
 #include "kernels/kernels.hpp"
+#include "mpi.hpp"
+#include "report.hpp"
 
 namespace backprop::cli {
 
@@ -52,7 +55,7 @@ struct TrainFlags {
   std::string checkpoint_dir, resume;
   int checkpoint_every = 1, keep = 3;
   double checkpoint_minutes = 0;
-  std::string save = "model.safetensors", log;
+  std::string save = "model.safetensors", log, report;
   bool no_save = false, quiet = false;
   // Which flags were given (CLI11 options), for defaults that depend on others.
   CLI::Option *lr_opt = nullptr, *gamma_opt = nullptr, *wd_opt = nullptr;
@@ -249,7 +252,10 @@ void diff_configs(const nlohmann::json& a, const nlohmann::json& b, const std::s
   }
 }
 
-int run_train(TrainFlags& f) {
+// collective_error: set when the error was raised on every rank at once (a decision the ranks
+// took together), so that each can end normally instead of aborting the job.
+int run_train_on(TrainFlags& f, MpiGroup* group, bool& collective_error) {
+  const bool rank0 = group == nullptr || group->rank() == 0;
   if (!f.layers.empty() && f.hidden_opt->count() > 0) {
     throw Error(ErrorCode::kUsage, "give either --layers or --hidden, not both");
   }
@@ -322,12 +328,25 @@ int run_train(TrainFlags& f) {
   const std::string checkpoint_dir = !f.checkpoint_dir.empty() ? f.checkpoint_dir : f.resume;
   check_output_path("--save", save, {});
   check_output_path("--log", f.log, {});
+  check_output_path("--report", f.report, {});
   if (!save.empty() && save == f.log) {
     throw Error(ErrorCode::kUsage, "--save and --log name the same file");
   }
+  if (!f.report.empty() && (f.report == save || f.report == f.log)) {
+    throw Error(ErrorCode::kUsage, "--report names the same file as --save or --log");
+  }
   if (!f.resume.empty()) check_directory("--resume", f.resume, false);
   if (!checkpoint_dir.empty()) check_directory("--checkpoint-dir", checkpoint_dir, true);
-  set_num_threads(f.threads);
+  if (!rank0) {  // only rank 0 writes files
+    save.clear();
+    f.log.clear();
+    f.report.clear();
+  }
+  // Under mpirun, the default shares this machine's cores among its ranks.
+  set_num_threads(
+      f.threads == 0 && group != nullptr
+          ? std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / group->local_size())
+          : f.threads);
 
   // --init-from: the architecture, weights, classes and preprocessing of a model file.
   std::optional<ModelFile> from;
@@ -339,6 +358,7 @@ int run_train(TrainFlags& f) {
   TrainingData td = load_training_data(f.data);
   check_output_path("--save", save, td.inputs);
   check_output_path("--log", f.log, td.inputs);
+  check_output_path("--report", f.report, td.inputs);
   Dataset& ds = td.train;
   if (from && ds.task == Task::kClassify && !from->info.class_names.empty()) {
     align_classes(ds, from->info.class_names);
@@ -480,6 +500,22 @@ int run_train(TrainFlags& f) {
       log_epoch(s);
     }
   }
+  if (group != nullptr) {
+    // Before the first sum: every rank must be running the same command on the same data, from
+    // the same checkpoint.
+    options.collective = group;
+    const std::vector<std::uint64_t> all = group->gather(
+        fingerprint(config + "\n" + info.data_hash + "\n" + (ckpt ? ckpt->path : std::string())));
+    for (int r = 1; r < group->size(); ++r) {
+      if (all[static_cast<std::size_t>(r)] != all[0]) {
+        collective_error = true;
+        throw Error(ErrorCode::kUsage,
+                    "rank " + std::to_string(r) + " of " + std::to_string(group->size()) +
+                        " has another configuration, data or checkpoint than rank 0: every "
+                        "rank must run the same command on the same files");
+      }
+    }
+  }
   TrainCallbacks callbacks;
   if (!f.quiet) callbacks.on_batch = [&](const Progress& p) { bar.update(p); };
   callbacks.on_epoch = [&](const EpochStats& s) {
@@ -488,7 +524,7 @@ int run_train(TrainFlags& f) {
     log_epoch(s);
   };
   std::optional<CheckpointWriter> writer;
-  if (!checkpoint_dir.empty()) {
+  if (!checkpoint_dir.empty() && rank0) {
     writer.emplace(checkpoint_dir, f.keep, config, info.data_hash, info);
     callbacks.checkpoint = [&](const Model& m, const Optimizer& o, const TrainState& st) {
       return writer->write(m, o, st);
@@ -504,15 +540,21 @@ int run_train(TrainFlags& f) {
   try {
     history = train(model, *optimizer, data, options, callbacks, ckpt ? &ckpt->state : nullptr);
   } catch (const Error& e) {
-    if (e.code() != ErrorCode::kInterrupted) throw;
+    if (e.code() != ErrorCode::kInterrupted) {
+      // With several ranks, a non-finite value or a bad option is seen by all of them at once
+      // (the loop decides from summed figures); a failed checkpoint write is rank 0's alone.
+      collective_error = e.code() == ErrorCode::kNumeric || e.code() == ErrorCode::kUsage;
+      throw;
+    }
     bar.clear();
     const int sig = g_signal;
-    std::fprintf(
-        stderr, "backprop train: %s by %s; %s\n", e.what(), sig == SIGTERM ? "SIGTERM" : "SIGINT",
-        last_checkpoint.empty()
-            ? "no checkpoint (no --checkpoint-dir)"
-            : ("checkpoint " + last_checkpoint + "; continue with --resume " + checkpoint_dir)
-                  .c_str());
+    if (rank0)
+      std::fprintf(
+          stderr, "backprop train: %s by %s; %s\n", e.what(), sig == SIGTERM ? "SIGTERM" : "SIGINT",
+          last_checkpoint.empty()
+              ? "no checkpoint (no --checkpoint-dir)"
+              : ("checkpoint " + last_checkpoint + "; continue with --resume " + checkpoint_dir)
+                    .c_str());
     return 128 + (sig == SIGTERM ? SIGTERM : SIGINT);
   }
   std::signal(SIGINT, SIG_DFL);
@@ -561,8 +603,44 @@ int run_train(TrainFlags& f) {
   } else {
     std::printf("training took %.1f s; model not saved\n", total_seconds);
   }
+  if (!f.report.empty()) {
+    std::vector<nlohmann::json> epochs;
+    for (const EpochStats& s : history) epochs.push_back(epoch_log(s, ds.task));
+    write_train_report(f.report, epochs, model, info, save, ds, split.val,
+                       td.test ? &*td.test : nullptr, data.pre);
+    std::printf("report %s\n", f.report.c_str());
+  }
   std::fflush(stdout);
   return 0;
+}
+
+// `backprop train`, alone or as one rank of `mpirun -np N backprop train ...`: there, only rank
+// 0 prints and writes; an error on one rank ends the whole job with that rank's message.
+int run_train(TrainFlags& f) {
+  std::unique_ptr<MpiGroup> group = MpiGroup::start_if_launched();
+  bool collective = false;
+  if (group == nullptr) return run_train_on(f, nullptr, collective);
+  if (group->rank() != 0 && std::freopen("/dev/null", "w", stdout) == nullptr) {
+    group->abort(1);
+  }
+  int code = 1;
+  std::string what;
+  try {
+    return run_train_on(f, group.get(), collective);
+  } catch (const Error& e) {
+    code = e.code() == ErrorCode::kUsage ? 2 : 1;
+    if (collective) {
+      if (group->rank() == 0) throw;  // main prints it, as without MPI
+      return code;
+    }
+    what = e.what();
+  } catch (const std::exception& e) {
+    what = e.what();
+  }
+  std::fprintf(stderr, "backprop train: error: rank %d of %d: %s\n", group->rank(), group->size(),
+               escape_controls(what).c_str());
+  std::fflush(stderr);
+  group->abort(code);
 }
 
 }  // namespace
@@ -696,6 +774,9 @@ Run add_train(CLI::App& app) {
   cmd->add_option("--log", f->log,
                   "write one JSON object per epoch to this file: metrics, learning rate, "
                   "gradient norms, per-layer health");
+  cmd->add_option("--report", f->report,
+                  "write a self-contained HTML report of the run here at the end (curves, layer "
+                  "health, confusion matrix or scatter; docs/report.md)");
   cmd->add_flag("--quiet", f->quiet, "print only errors and the final summary");
   return [f] { return run_train(*f); };
 }

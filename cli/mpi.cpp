@@ -7,6 +7,7 @@
 #include "backprop/error.hpp"
 
 #ifdef BACKPROP_HAVE_MPI
+#define OMPI_SKIP_MPICXX 1  // the C API only
 #include <mpi.h>
 #endif
 
@@ -64,10 +65,16 @@ std::uint64_t fingerprint(const std::string& text) {
   return h;
 }
 
+#ifdef BACKPROP_HAVE_MPI
+
+struct MpiGroup::Pending {
+  std::span<float> values;
+  std::vector<float> stage, block;
+  MPI_Request request = MPI_REQUEST_NULL;
+};
+
 MpiGroup::MpiGroup(int rank, int size, int local_size)
     : rank_(rank), size_(size), local_size_(local_size) {}
-
-#ifdef BACKPROP_HAVE_MPI
 
 std::unique_ptr<MpiGroup> MpiGroup::start_if_launched() {
   const Launch l = launched_by_mpirun();
@@ -92,6 +99,43 @@ void MpiGroup::sum(std::span<double> values) {
   sum_everywhere(values, MPI_DOUBLE, size_, stage_d_, block_d_);
 }
 
+void MpiGroup::start_sum(std::span<float> values) {
+  const std::size_t n = static_cast<std::size_t>(size_);
+  const std::size_t per = (values.size() + n - 1) / n;
+  if (per == 0) return;
+  if (in_flight_ == pending_.size()) pending_.push_back(std::make_unique<Pending>());
+  Pending& p = *pending_[in_flight_++];
+  p.values = values;
+  p.stage.assign(per * n, 0.0f);
+  std::copy(values.begin(), values.end(), p.stage.begin());
+  p.block.resize(per);
+  MPI_Ireduce_scatter_block(p.stage.data(), p.block.data(), static_cast<int>(per), MPI_FLOAT,
+                            MPI_SUM, MPI_COMM_WORLD, &p.request);
+  // Open MPI moves non-blocking collectives forward only inside MPI calls: give the earlier ones
+  // a turn now, between layers.
+  for (std::size_t i = 0; i + 1 < in_flight_; ++i) {
+    int done = 0;
+    MPI_Test(&pending_[i]->request, &done, MPI_STATUS_IGNORE);
+  }
+}
+
+void MpiGroup::finish_sums() {
+  for (std::size_t i = 0; i < in_flight_; ++i) {
+    Pending& p = *pending_[i];
+    MPI_Wait(&p.request, MPI_STATUS_IGNORE);
+    const int per = static_cast<int>(p.block.size());
+    MPI_Iallgather(p.block.data(), per, MPI_FLOAT, p.stage.data(), per, MPI_FLOAT, MPI_COMM_WORLD,
+                   &p.request);
+  }
+  for (std::size_t i = 0; i < in_flight_; ++i) {
+    Pending& p = *pending_[i];
+    MPI_Wait(&p.request, MPI_STATUS_IGNORE);
+    std::copy(p.stage.begin(), p.stage.begin() + static_cast<std::ptrdiff_t>(p.values.size()),
+              p.values.begin());
+  }
+  in_flight_ = 0;
+}
+
 std::vector<std::uint64_t> MpiGroup::gather(std::uint64_t value) {
   std::vector<std::uint64_t> all(static_cast<std::size_t>(size_));
   MPI_Allgather(&value, 1, MPI_UINT64_T, all.data(), 1, MPI_UINT64_T, MPI_COMM_WORLD);
@@ -105,6 +149,10 @@ void MpiGroup::abort(int code) {
 
 #else  // built without MPI
 
+struct MpiGroup::Pending {};
+MpiGroup::MpiGroup(int rank, int size, int local_size)
+    : rank_(rank), size_(size), local_size_(local_size) {}
+
 std::unique_ptr<MpiGroup> MpiGroup::start_if_launched() {
   const Launch l = launched_by_mpirun();
   if (l.size < 2) return nullptr;
@@ -117,6 +165,8 @@ std::unique_ptr<MpiGroup> MpiGroup::start_if_launched() {
 MpiGroup::~MpiGroup() = default;
 void MpiGroup::sum(std::span<float>) {}
 void MpiGroup::sum(std::span<double>) {}
+void MpiGroup::start_sum(std::span<float>) {}
+void MpiGroup::finish_sums() {}
 std::vector<std::uint64_t> MpiGroup::gather(std::uint64_t value) {
   return {value};
 }

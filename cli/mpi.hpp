@@ -38,6 +38,10 @@ class MpiGroup final : public Collective {
   // count, and the result copied to every rank, so all ranks hold the same bits.
   void sum(std::span<float> values) override;
   void sum(std::span<double> values) override;
+  // Non-blocking: the reduce-scatter starts now (and the ones started before are given a chance
+  // to progress); finish_sums() waits for each, runs its all-gather and copies the sums back.
+  void start_sum(std::span<float> values) override;
+  void finish_sums() override;
   // Every rank's value, in rank order (MPI_Allgather).
   std::vector<std::uint64_t> gather(std::uint64_t value);
   // Ends every rank of the job now with this exit code (MPI_Abort).
@@ -48,6 +52,10 @@ class MpiGroup final : public Collective {
   int rank_, size_, local_size_;
   std::vector<float> stage_f_, block_f_;
   std::vector<double> stage_d_, block_d_;
+  // The sums in flight, in the order they were started; buffers are kept for the next batch.
+  struct Pending;
+  std::vector<std::unique_ptr<Pending>> pending_;
+  std::size_t in_flight_ = 0;
 };
 
 // FNV-1a, 64 bits: the configuration fingerprint ranks compare before their first sum.

@@ -56,7 +56,7 @@ struct TrainFlags {
   int checkpoint_every = 1, keep = 3;
   double checkpoint_minutes = 0;
   std::string save = "model.safetensors", log, report;
-  bool no_save = false, quiet = false;
+  bool no_save = false, quiet = false, no_overlap = false;
   // Which flags were given (CLI11 options), for defaults that depend on others.
   CLI::Option *lr_opt = nullptr, *gamma_opt = nullptr, *wd_opt = nullptr;
   CLI::Option *layers_opt = nullptr, *hidden_opt = nullptr, *activation_opt = nullptr,
@@ -323,6 +323,7 @@ int run_train_on(TrainFlags& f, MpiGroup* group, bool& collective_error) {
   options.checkpoint_every_epochs = f.checkpoint_every;
   options.checkpoint_every_minutes = f.checkpoint_minutes;
   options.stop = &g_stop;
+  options.overlap_sums = !f.no_overlap;
 
   std::string save = f.no_save ? "" : f.save;
   const std::string checkpoint_dir = !f.checkpoint_dir.empty() ? f.checkpoint_dir : f.resume;
@@ -768,6 +769,10 @@ Run add_train(CLI::App& app) {
   cmd->add_option("--resume", f->resume,
                   "continue from the newest valid checkpoint in this folder (same flags and data "
                   "as the interrupted run); new checkpoints go there too");
+
+  cmd->add_flag("--no-overlap", f->no_overlap,
+                "under mpirun: sum all gradients after backward instead of each layer's as soon as "
+                "it is done (to measure the overlap)");
 
   cmd->add_option("--save", f->save, "model file to write (default model.safetensors)");
   cmd->add_flag("--no-save", f->no_save, "do not write a model file");

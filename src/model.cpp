@@ -277,7 +277,8 @@ ConstMatrixViewT<T> BasicModel<T>::input_mask(Index l) const {
 }
 
 template <class T>
-void BasicModel<T>::backward(ConstMatrixViewT<T> x, ConstMatrixViewT<T> y, Index average_over) {
+void BasicModel<T>::backward(ConstMatrixViewT<T> x, ConstMatrixViewT<T> y, Index average_over,
+                             const std::function<void(Index)>* layer_done) {
   const T slope = static_cast<T>(spec_.leaky_slope);
   MatrixViewT<T> dz = output_delta(x, y, average_over);
   int cur = 0;
@@ -291,6 +292,7 @@ void BasicModel<T>::backward(ConstMatrixViewT<T> x, ConstMatrixViewT<T> y, Index
     dense_backward<T>(in, layer_params(l), dz, g, spec_.hidden, slope, dz_prev,
                       /*accumulate=*/false, l > 0 ? input_for_derivative(l) : in,
                       l > 0 ? input_mask(l) : ConstMatrixViewT<T>());
+    if (layer_done != nullptr) (*layer_done)(l);
     dz = dz_prev;
     cur = 1 - cur;
   }

@@ -346,6 +346,11 @@ bool data_parallel_batch(Model& model, Optimizer& optimizer, const TrainData& da
   Tally mine;
   double loss = 0;
   std::span<float> grads = model.grads();
+  // Each layer's gradients are summed as soon as they are final (overlap), or all at the end.
+  bool summed = false;
+  const std::function<void(Index)> start_layer = [&](Index l) {
+    comm.start_sum(model.layer_grads(l));
+  };
   if (m > 0) {
     MatrixView xb = x.rows_range(0, m), yb = y.rows_range(0, m);
     gather_batch(ds, rows, data.pre, xb, yb, smoothing);
@@ -356,7 +361,8 @@ bool data_parallel_batch(Model& model, Optimizer& optimizer, const TrainData& da
     if (std::isfinite(loss)) {
       mine.add(ds, rows, a, yb, loss);
       // ∂(Σ over my rows of ℓ)/∂θ / b: the ranks' sum is the gradient of the batch average.
-      model.backward(xb, yb, b);
+      model.backward(xb, yb, b, options.overlap_sums ? &start_layer : nullptr);
+      summed = options.overlap_sums;
     }
   } else if (any_dropout) {
     // No rows here: draw (and drop) the masks the other ranks' rows take, so that every rank's
@@ -369,6 +375,14 @@ bool data_parallel_batch(Model& model, Optimizer& optimizer, const TrainData& da
     }
   }
   if (m == 0 || !std::isfinite(loss)) std::fill(grads.begin(), grads.end(), 0.0f);
+  if (summed) {
+    comm.finish_sums();
+  } else if (options.overlap_sums) {  // the same buckets in the same order as the other ranks
+    for (Index l = model.n_layers() - 1; l >= 0; --l) comm.start_sum(model.layer_grads(l));
+    comm.finish_sums();
+  } else {
+    comm.sum(grads);
+  }
   const bool stop_here = options.stop != nullptr && options.stop->load();
   std::array<double, 8> shared = {std::isfinite(loss) ? 0.0 : 1.0,
                                   std::isnan(loss) ? 1.0 : 0.0,
@@ -379,7 +393,6 @@ bool data_parallel_batch(Model& model, Optimizer& optimizer, const TrainData& da
                                   mine.sq_err,
                                   static_cast<double>(mine.n_values)};
   comm.sum(shared);
-  comm.sum(grads);
   skip = false;
   if (shared[0] > 0) {  // a non-finite loss on some rank
     if (options.on_nonfinite == NonFinitePolicy::kStop) {

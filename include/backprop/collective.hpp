@@ -23,6 +23,12 @@ class Collective {
   // fixed size the same bits run to run (a fixed reduction order).
   virtual void sum(std::span<float> values) = 0;
   virtual void sum(std::span<double> values) = 0;
+  // The same sum, started now and completed by finish_sums(), which completes every sum started
+  // since the last call: backward starts each layer's as soon as that layer is done, and the
+  // transfer overlaps the layers below (as PyTorch DDP's buckets do). `values` must stay alive
+  // and untouched until then. The defaults are blocking.
+  virtual void start_sum(std::span<float> values) { sum(values); }
+  virtual void finish_sums() {}
 };
 
 }  // namespace backprop

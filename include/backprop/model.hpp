@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -83,6 +84,12 @@ class BasicModel {
   std::span<const T> bias(Index l) const { return bias_of(params_.data(), l); }
   MatrixViewT<T> weight_grad(Index l) { return view_of(grads_.data(), l); }
   std::span<T> bias_grad(Index l) { return bias_of(grads_.data(), l); }
+  // Layer l's stretch of the gradient arena: its weights, then its bias, padding included.
+  std::span<T> layer_grads(Index l) {
+    const auto u = static_cast<std::size_t>(l);
+    const Index end = u + 1 < w_offset_.size() ? w_offset_[u + 1] : grads_.size();
+    return {grads_.data() + w_offset_[u], static_cast<std::size_t>(end - w_offset_[u])};
+  }
   std::span<const T> bias_grad(Index l) const { return bias_of(grads_.data(), l); }
   ConstMatrixViewT<T> weight_grad(Index l) const { return view_of(grads_.data(), l); }
 
@@ -107,8 +114,11 @@ class BasicModel {
   double loss(ConstMatrixViewT<T> y) const;
   // After forward(x) with the same x: grads() = ∂L/∂θ for this batch (overwritten; D4–D7).
   // average_over > 0: the gradient of the loss summed over these rows divided by average_over
-  // (a slice of a larger batch, for data parallelism) rather than their average.
-  void backward(ConstMatrixViewT<T> x, ConstMatrixViewT<T> y, Index average_over = 0);
+  // (a slice of a larger batch, for data parallelism) rather than their average. layer_done, if
+  // given, is called with l as soon as layer l's gradients are final (top layer first), so that
+  // data parallelism can start summing them while the layers below are differentiated.
+  void backward(ConstMatrixViewT<T> x, ConstMatrixViewT<T> y, Index average_over = 0,
+                const std::function<void(Index)>* layer_done = nullptr);
   // After forward(x) with the same x: backward and plain SGD in one pass (D4–D8), each layer's
   // W ← W − η·∂L/∂W applied straight from the weight-gradient product (its dz·w for the layer
   // below taken first, with the old W), so ∂L/∂W is never stored. grads() holds only the bias

@@ -92,6 +92,9 @@ struct TrainOptions {
   const std::atomic<bool>* stop = nullptr;
   // Data-parallel training over a group of processes (collective.hpp); null: this process alone.
   Collective* collective = nullptr;
+  // With a collective: start summing each layer's gradients as soon as backward has produced them
+  // (Collective::start_sum), rather than all of them after backward.
+  bool overlap_sums = true;
 };
 
 struct TrainData {

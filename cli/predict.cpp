@@ -1,5 +1,5 @@
 // backprop predict: a saved model on unlabelled rows: the predicted class and every class
-// probability, or the regression outputs, as CSV.
+// probability, or the regression outputs, as CSV; or the outputs alone as a float32 .npy array.
 #include <algorithm>
 #include <cstdio>
 
@@ -11,7 +11,7 @@ namespace backprop::cli {
 namespace {
 
 struct PredictFlags {
-  std::string model, input, output;
+  std::string model, input, output, format = "csv";
   DataFlags data;
   int threads = 0;
 };
@@ -36,6 +36,32 @@ int run_predict(const PredictFlags& f) {
   const bool classify = mf.info.task == Task::kClassify;
   const Index k = mf.model.n_outputs();
 
+  constexpr Index kBatch = 1000;
+  std::vector<Index> rows = all_rows(ds);
+  Matrix x(std::min(kBatch, ds.n), ds.n_features);
+  if (f.format == "npy") {
+    // n × outputs, float32: the class probabilities in the model's class order, or the targets.
+    std::vector<float> values;
+    values.reserve(static_cast<std::size_t>(ds.n * k));
+    for (Index start = 0; start < ds.n; start += kBatch) {
+      Index b = std::min(kBatch, ds.n - start);
+      std::span<const Index> chunk(rows.data() + start, static_cast<std::size_t>(b));
+      MatrixView xb = x.view().rows_range(0, b);
+      gather_batch(ds, chunk, pre, xb, MatrixView());
+      ConstMatrixView a = mf.model.forward(xb);
+      for (Index i = 0; i < b; ++i) values.insert(values.end(), a.row(i), a.row(i) + k);
+    }
+    std::vector<std::uint8_t> bytes =
+        serialize_npy(values, {static_cast<std::uint64_t>(ds.n), static_cast<std::uint64_t>(k)});
+    if (f.output.empty() || f.output == "-") {
+      std::fwrite(bytes.data(), 1, bytes.size(), stdout);
+      std::fflush(stdout);
+    } else {
+      write_file_atomic(f.output, bytes);
+    }
+    return 0;
+  }
+
   std::string out;
   if (classify) {
     out += "predicted";
@@ -50,9 +76,6 @@ int run_predict(const PredictFlags& f) {
     }
   }
   out += "\n";
-  constexpr Index kBatch = 1000;
-  std::vector<Index> rows = all_rows(ds);
-  Matrix x(std::min(kBatch, ds.n), ds.n_features);
   for (Index start = 0; start < ds.n; start += kBatch) {
     Index b = std::min(kBatch, ds.n - start);
     std::span<const Index> chunk(rows.data() + start, static_cast<std::size_t>(b));
@@ -85,13 +108,17 @@ int run_predict(const PredictFlags& f) {
 
 Run add_predict(CLI::App& app) {
   auto f = std::make_shared<PredictFlags>();
-  CLI::App* cmd = app.add_subcommand("predict", "run a saved model on new data, write CSV");
+  CLI::App* cmd = app.add_subcommand("predict", "run a saved model on new data, write CSV or .npy");
   cmd->add_option("--model", f->model, "model file (safetensors)")->required();
   cmd->add_option("--input", f->input,
-                  "IDX images or CSV rows (a label column is ignored when "
+                  "IDX images, a .npy array or CSV rows (a label column is ignored when "
                   "the CSV has a header)")
       ->required();
-  cmd->add_option("--output", f->output, "CSV file to write (default: standard output)");
+  cmd->add_option("--output", f->output, "file to write (default: standard output)");
+  cmd->add_option("--format", f->format,
+                  "csv (predicted class and probabilities, or targets) or npy (a float32 array "
+                  "of the outputs, examples × outputs) (default csv)")
+      ->check(CLI::IsMember({"csv", "npy"}));
   auto* h = cmd->add_flag("--header", f->data.header, "CSV: the first row is a header");
   auto* nh = cmd->add_flag("--no-header", f->data.no_header, "CSV: the first row is data");
   h->excludes(nh);

@@ -1,15 +1,20 @@
 # Thin wrappers over scripts/setup, CMake presets and ctest. Each target installs what is missing
 # first (scripts/setup is quiet and quick when everything is present).
 #   make run              build in Release and train the default network on Fashion-MNIST
-#   make test             build with warnings as errors and run the whole test suite
+#   make test             build with warnings as errors and run the whole test suite; then again
+#                         under ASan + UBSan, the threaded tests under TSan, and each fuzz target
+#                         for 60 s from its corpus (with clang-14; docs/reliability.md)
+#   make test-long        the fault-injection tests with 200 SIGKILL trials and 50 signal trials,
+#                         and each fuzz target for 10 minutes (not part of test)
 #   make bench            backprop against OpenBLAS, BLIS, oneDNN and PyTorch: one table, also
-#                         written to bench/results/bench.md (about 8 minutes; not part of test)
+#                         written to bench/results/bench.md (about 8 minutes; not part of test);
+#                         then 2 MPI ranks against 2 threads (bench/mpi_bench.py, bench/results/mpi.md)
 #   make bench-accuracy   the accuracy reference runs of the README (minutes; not part of test)
 JOBS ?= $(shell nproc)
 MAKEFLAGS += --no-print-directory
 RUN_FLAGS ?=
 
-.PHONY: run test build setup bench bench-accuracy clean
+.PHONY: run test test-long build setup bench bench-accuracy clean
 
 setup:
 	@scripts/setup
@@ -21,10 +26,30 @@ build: setup
 run: build
 	build/release/backprop train --save model.safetensors $(RUN_FLAGS)
 
+# The tests the TSan build runs: everything that starts threads (the pool, the threaded GEMM, the
+# training loop and what calls it). The tsan test preset filters ctest to the same list.
+TSAN_TESTS = kernels_gemm_test kernels_math_test parallel_thread_pool_test train_test \
+             model_test optimizer_test
+FUZZ_SECONDS ?= 60
+
 test: setup
 	cmake --preset test
 	cmake --build --preset test -j $(JOBS)
 	ctest --preset test -j $(JOBS)
+	cmake --preset asan
+	cmake --build --preset asan -j $(JOBS)
+	ctest --preset asan -j $(JOBS)
+	cmake --preset tsan
+	cmake --build --preset tsan -j $(JOBS) --target $(TSAN_TESTS)
+	ctest --preset tsan -j $(JOBS)
+	fuzz/run.sh --seconds $(FUZZ_SECONDS)
+
+test-long: setup
+	cmake --preset test
+	cmake --build --preset test -j $(JOBS)
+	BACKPROP_FAULT_TRIALS=200 BACKPROP_SIGNAL_TRIALS=50 \
+	  ctest --preset test -R '^reliability_fault_injection_test\.(Sigkill|Signals)' -V
+	fuzz/run.sh --seconds 600
 
 # bench/run.py configures and builds the `bench` preset (build/bench) itself. BENCH_FLAGS is passed
 # through (bench/run.py --help).
@@ -32,6 +57,7 @@ BENCH_FLAGS ?=
 bench:
 	@scripts/setup --bench
 	BACKPROP_MAKE_BENCH=1 /usr/bin/python3 bench/run.py $(BENCH_FLAGS)
+	/usr/bin/python3 bench/mpi_bench.py
 
 bench-accuracy: build
 	bench/accuracy.sh

@@ -15,5 +15,7 @@ Run add_eval(CLI::App& app);
 Run add_predict(CLI::App& app);
 Run add_info(CLI::App& app);
 Run add_gradcheck(CLI::App& app);
+Run add_export(CLI::App& app);
+Run add_report(CLI::App& app);
 
 }  // namespace backprop::cli

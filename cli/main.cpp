@@ -39,7 +39,8 @@ int main(int argc, char** argv) {
 
   using namespace backprop::cli;
   std::vector<std::pair<CLI::App*, Run>> commands;
-  for (auto add : {add_train, add_eval, add_predict, add_info, add_gradcheck}) {
+  for (auto add :
+       {add_train, add_eval, add_predict, add_info, add_gradcheck, add_export, add_report}) {
     std::size_t before = app.get_subcommands({}).size();
     Run run = add(app);
     commands.emplace_back(app.get_subcommands({})[before], std::move(run));
@@ -52,8 +53,8 @@ int main(int argc, char** argv) {
     for (auto& [cmd, run] : commands) known = known || cmd->get_name() == argv[1];
     if (!known) {
       std::fprintf(stderr,
-                   "backprop: error: unknown command '%s': expected train, eval, predict, info or "
-                   "gradcheck (see --help)\n",
+                   "backprop: error: unknown command '%s': expected train, eval, predict, info, "
+                   "gradcheck, export or report (see --help)\n",
                    argv[1]);
       return kExitUsage;
     }

@@ -7,6 +7,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <map>
 
 namespace backprop::cli {
@@ -25,10 +26,29 @@ CsvOptions DataFlags::csv_options() const {
   return o;
 }
 
+std::string escape_controls(std::string_view text, std::size_t max_bytes) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (std::size_t i = 0; i < text.size() && i < max_bytes; ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x20 || c == 0x7F) {
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 0xF];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  if (text.size() > max_bytes) out += "...";
+  return out;
+}
+
 namespace {
 
+// A flag value as a message may show it: quoted, cut, control bytes escaped.
 std::string in_quotes(const std::string& s) {
-  return "'" + s + "'";
+  constexpr std::size_t kMaxEcho = 200;
+  return "'" + escape_controls(s, kMaxEcho) + "'";
 }
 
 bool parse_double(const std::string& s, double& v) {
@@ -92,19 +112,19 @@ void parse_spec_flags(ModelSpec& spec, const std::string& activation, const std:
                       const std::string& loss) {
   spec.hidden = for_flag("--activation", [&] { return parse_activation(activation); });
   if (!is_hidden_activation(spec.hidden)) {
-    throw Error(ErrorCode::kUsage, "--activation: '" + activation + "'" +
+    throw Error(ErrorCode::kUsage, "--activation: " + in_quotes(activation) +
                                        " is an output activation; hidden layers take sigmoid, "
                                        "tanh, relu, leaky-relu or identity");
   }
   spec.output = for_flag("--output", [&] { return parse_activation(output); });
   if (!is_output_activation(spec.output)) {
-    throw Error(ErrorCode::kUsage, "--output: '" + output + "'" +
+    throw Error(ErrorCode::kUsage, "--output: " + in_quotes(output) +
                                        " is not an output activation: expected softmax, sigmoid "
                                        "or identity");
   }
   spec.loss = for_flag("--loss", [&] { return parse_loss(loss); });
   if (!is_valid_output_loss(spec.output, spec.loss)) {
-    throw Error(ErrorCode::kUsage, "--loss " + loss +
+    throw Error(ErrorCode::kUsage, "--loss " + escape_controls(loss) +
                                        " needs probabilities: use --output "
                                        "softmax or sigmoid, or --loss quadratic with --output " +
                                        output);
@@ -150,8 +170,9 @@ std::vector<Index> parse_width_list(const std::string& flag, const std::string& 
     long long v = 0;
     auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
     if (s.empty() || ec != std::errc() || end != s.data() + s.size() || v < 1 || v > (1 << 24)) {
-      throw Error(ErrorCode::kUsage, flag + " '" + text + "': item " + std::to_string(i + 1) +
-                                         " is '" + s + "', expected a width from 1 to 16777216");
+      throw Error(ErrorCode::kUsage, flag + " " + in_quotes(text) + ": item " +
+                                         std::to_string(i + 1) + " is " + in_quotes(s) +
+                                         ", expected a width from 1 to 16777216");
     }
     out.push_back(static_cast<Index>(v));
   }
@@ -179,6 +200,21 @@ bool looks_like_idx(const std::string& path) {
   }
   ::close(fd);
   return idx;
+}
+
+// True when the file starts with the .npy magic 93 'NUMPY' (a NumPy array saved by np.save).
+bool looks_like_npy(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return false;
+  struct stat st {};
+  unsigned char b[6] = {};
+  bool npy = false;
+  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+    npy = ::read(fd, b, sizeof b) == static_cast<ssize_t>(sizeof b) &&
+          std::memcmp(b, "\x93NUMPY", sizeof b) == 0;
+  }
+  ::close(fd);
+  return npy;
 }
 
 // Label columns when they are header names (data read without a header names them
@@ -220,11 +256,20 @@ void check_dir(const std::string& dir) {
   }
 }
 
-// One data file: IDX images with labels, or CSV.
+// One data file: IDX images or a NumPy array with labels, or CSV.
 Dataset load_one(const std::string& flag, const std::string& path, const std::string& labels_flag,
                  const std::string& labels, const DataFlags& f, const CsvOptions& csv,
                  std::vector<std::string>& inputs) {
   inputs.push_back(path);
+  if (looks_like_npy(path)) {
+    if (labels.empty()) {
+      throw Error(ErrorCode::kUsage, flag + " " + path +
+                                         " is a NumPy array: give its labels with " + labels_flag +
+                                         " FILE (.npy)");
+    }
+    inputs.push_back(labels);
+    return load_npy(path, labels, csv.task, f.limits());
+  }
   // A labels file says the data is IDX, whatever its first bytes (a broken magic must be
   // reported by the IDX loader, not read as CSV).
   if (!labels.empty() || looks_like_idx(path)) {
@@ -263,16 +308,44 @@ void align_classes(Dataset& ds, const std::vector<std::string>& classes) {
   ds.class_names = classes;
 }
 
+namespace {
+
+// .npy labels are class indices: label v is the model's class v, whatever its name (a PyTorch
+// model's classes may be words). Arrays trained here have classes "0", "1", ..., so this agrees
+// with align_classes for them.
+void align_class_indices(Dataset& ds, const std::vector<std::string>& classes) {
+  for (std::size_t i = 0; i < ds.labels.size(); ++i) {
+    if (static_cast<std::size_t>(ds.labels[i]) >= classes.size()) {
+      throw Error(ErrorCode::kData, ds.labels_source + ": label " + std::to_string(i) +
+                                        " (0-based) is class index " +
+                                        std::to_string(ds.labels[i]) + ", but the model has " +
+                                        std::to_string(classes.size()) + " classes (0.." +
+                                        std::to_string(classes.size() - 1) + ")");
+    }
+  }
+  ds.class_names = classes;
+}
+
+void align_labels(Dataset& ds, const std::vector<std::string>& classes) {
+  if (ds.format == DataFormat::kNpy) {
+    align_class_indices(ds, classes);
+  } else {
+    align_classes(ds, classes);
+  }
+}
+
+}  // namespace
+
 TrainingData load_training_data(const DataFlags& f) {
   TrainingData out;
   if (!f.data_dir.empty() && !f.train.empty()) {
     throw Error(ErrorCode::kUsage, "give either --data DIR or --train FILE, not both");
   }
   if (f.train.empty() && !f.labels.empty()) {
-    throw Error(ErrorCode::kUsage, "--labels goes with --train (IDX images)");
+    throw Error(ErrorCode::kUsage, "--labels goes with --train (IDX images or a .npy array)");
   }
   if (f.test.empty() && !f.test_labels.empty()) {
-    throw Error(ErrorCode::kUsage, "--test-labels goes with --test (IDX images)");
+    throw Error(ErrorCode::kUsage, "--test-labels goes with --test (IDX images or a .npy array)");
   }
   CsvOptions csv = f.csv_options();
   if (!f.train.empty()) {
@@ -318,7 +391,19 @@ TrainingData load_training_data(const DataFlags& f) {
                   out.test->source + ": has " + std::to_string(out.test->n_features) +
                       " features, the training data " + std::to_string(out.train.n_features));
     }
-    if (out.train.task == Task::kClassify) align_classes(*out.test, out.train.class_names);
+    // Images of another shape with the same pixel count (2 x 8 for 4 x 4) are another data set.
+    if (out.test->format == DataFormat::kIdx && out.train.format == DataFormat::kIdx &&
+        out.test->sample_shape != out.train.sample_shape) {
+      auto text = [](const std::vector<Index>& shape) {
+        std::string s;
+        for (Index d : shape) s += (s.empty() ? "" : " x ") + std::to_string(d);
+        return s;
+      };
+      throw Error(ErrorCode::kData, out.test->source + ": holds samples of " +
+                                        text(out.test->sample_shape) + ", the training data " +
+                                        text(out.train.sample_shape));
+    }
+    if (out.train.task == Task::kClassify) align_labels(*out.test, out.train.class_names);
   }
   return out;
 }
@@ -331,7 +416,7 @@ Dataset load_eval_data(const DataFlags& f, const ModelInfo& info) {
     throw Error(ErrorCode::kUsage, "eval needs data: --data DIR or --test FILE");
   }
   if (f.test.empty() && !f.test_labels.empty()) {
-    throw Error(ErrorCode::kUsage, "--test-labels goes with --test (IDX images)");
+    throw Error(ErrorCode::kUsage, "--test-labels goes with --test (IDX images or a .npy array)");
   }
   Dataset ds;
   if (!f.data_dir.empty()) {
@@ -358,13 +443,15 @@ Dataset load_eval_data(const DataFlags& f, const ModelInfo& info) {
                                       " features, the model expects " +
                                       std::to_string(info.feature_names.size()));
   }
-  if (ds.task == Task::kClassify) align_classes(ds, info.class_names);
+  if (ds.task == Task::kClassify) align_labels(ds, info.class_names);
   return ds;
 }
 
 Dataset load_predict_data(const std::string& path, const DataFlags& f, const ModelInfo& info) {
   Dataset ds;
-  if (looks_like_idx(path)) {
+  if (looks_like_npy(path)) {
+    ds = load_npy_features(path, f.limits());
+  } else if (looks_like_idx(path)) {
     ds = load_idx_images(path, f.limits());
   } else {
     CsvOptions csv = f.csv_options();

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "backprop/backprop.hpp"
@@ -37,14 +38,19 @@ CLI::Validator number_range(double lo, double hi);                  // finite, l
 CLI::Validator integer_range(long long lo, long long hi);           // an integer, lo..hi
 CLI::Validator unsigned_range(std::uint64_t lo, std::uint64_t hi);  // a non-negative integer
 
-// Runs f(); an Error(kUsage) it throws is rethrown with "flag: " in front.
+// `text` with every control byte (< 0x20, 0x7F) written as \xNN, cut after max_bytes ("..."), so
+// that a value echoed in an error stays one printable line (RELIABILITY.md A.78).
+std::string escape_controls(std::string_view text, std::size_t max_bytes = SIZE_MAX);
+
+// Runs f(); an Error(kUsage) it throws is rethrown with "flag: " in front, and control bytes of
+// the echoed value escaped.
 template <class F>
 auto for_flag(const std::string& flag, F f) {
   try {
     return f();
   } catch (const Error& e) {
     if (e.code() != ErrorCode::kUsage) throw;
-    throw Error(ErrorCode::kUsage, flag + ": " + e.what());
+    throw Error(ErrorCode::kUsage, flag + ": " + escape_controls(e.what()));
   }
 }
 

@@ -245,10 +245,14 @@ void diff_configs(const nlohmann::json& a, const nlohmann::json& b, const std::s
                    path.empty() ? key : path + "." + key, out);
     }
     for (const auto& [key, value] : b.items()) {
-      if (!a.contains(key)) out.push_back((path.empty() ? key : path + "." + key) + ": new here");
+      if (!a.contains(key)) {
+        out.push_back(escape_controls(path.empty() ? key : path + "." + key, 200) + ": new here");
+      }
     }
   } else if (a != b) {
-    out.push_back(path + ": " + a.dump() + " in the checkpoint, " + b.dump() + " here");
+    // Key names and values from the checkpoint file are echoed with control bytes escaped.
+    out.push_back(escape_controls(path, 200) + ": " + escape_controls(a.dump(), 200) +
+                  " in the checkpoint, " + b.dump() + " here");
   }
 }
 

@@ -1,5 +1,5 @@
-// Datasets and their loaders: IDX (raw or gzip) and CSV, read fully into memory, validated before
-// anything sized by the file is allocated.
+// Datasets and their loaders: IDX (raw or gzip), CSV and NumPy .npy, read fully into memory,
+// validated before anything sized by the file is allocated.
 //
 // IDX (http://yann.lecun.com/exdb/mnist/): magic 00 00 TT ND (big-endian), where TT is the element
 // type (08 u8, 09 i8, 0B i16, 0C i32, 0D f32, 0E f64) and ND the number of dimensions; then ND
@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "backprop/io.hpp"
@@ -32,7 +33,7 @@ enum class Task { kClassify, kRegress };
 // n examples of n_features values and their labels (classify) or targets (regress). Features are
 // kept raw, as the file holds them; batches are converted to float and preprocessed on the way to
 // the model, so images cost one byte per pixel in memory.
-enum class DataFormat { kIdx, kCsv, kMemory };
+enum class DataFormat { kIdx, kCsv, kMemory, kNpy };
 
 struct Dataset {
   std::string source;  // where it came from, for messages: "train-images-idx3-ubyte.gz"
@@ -142,5 +143,73 @@ struct CsvOptions {
 Dataset parse_csv(std::span<const std::uint8_t> bytes, const std::string& name,
                   const CsvOptions& options, const ReadLimits& limits);
 Dataset load_csv(const std::string& path, const CsvOptions& options, const ReadLimits& limits);
+
+// ---------------------------------------------------------------------------------------------
+// NumPy
+//
+// .npy (NumPy's own format, versions 1.0, 2.0 and 3.0): the 6-byte magic 93 'NUMPY', a major and a
+// minor version byte, the header length (u16 little-endian for 1.0, u32 for 2.0 and 3.0), then the
+// header: ASCII text holding a Python dict literal with exactly the keys 'descr' (a dtype string
+// such as '<f4'), 'fortran_order' (True or False) and 'shape' (a tuple of integers), padded with
+// spaces (and usually ended by '\n'); then the elements, exactly shape's product of them, to the
+// end of the file. Accepted dtypes: bool (b1), int8..int64 (i1..i8), uint8..uint64 (u1..u8),
+// float32 (f4) and float64 (f8), little- or big-endian ('<', '>', '|' for one byte). Rejected with
+// a one-line error naming the file and the byte: Fortran-order arrays, object arrays ('|O', which
+// only unpickling could read), structured, string, complex, float16 and datetime dtypes, '='
+// (native, which a file cannot know), a header that is not such a dict (the parser accepts string,
+// True/False and integer-tuple values only, no expressions), a shape whose byte size overflows or
+// does not match the data, and .npz archives (ZIP). Nothing sized by the header is allocated
+// before the size has been checked against the bytes really there.
+
+enum class NpyType : std::uint8_t {
+  kBool,
+  kI8,
+  kU8,
+  kI16,
+  kU16,
+  kI32,
+  kU32,
+  kI64,
+  kU64,
+  kF32,
+  kF64
+};
+
+struct NpyArray {
+  NpyType type = NpyType::kF32;
+  std::vector<std::uint64_t> shape;  // outermost first; empty for a 0-d array
+  std::vector<std::uint8_t> data;    // the elements in C order, little-endian whatever the file's
+  std::uint64_t count() const;       // product of shape (1 for a 0-d array)
+};
+
+// "float32", "uint8", ... as NumPy names the type.
+std::string_view to_string(NpyType type);
+
+// Parses a whole .npy file held in memory. `name` names it in messages. Throws Error(kFormat), or
+// Error(kLimit) for a header over limits.max_header_bytes.
+NpyArray parse_npy(std::span<const std::uint8_t> bytes, const std::string& name,
+                   const ReadLimits& limits);
+NpyArray read_npy(const std::string& path, const ReadLimits& limits);
+
+// Features and labels from two .npy files (format kNpy).
+// Features: n × d1 × ... (a 1-d array is n examples of one feature): uint8 (kept as bytes and
+// scaled by 1/255, like IDX images), float32, or float64 (converted to the nearest float; each
+// value must be finite and within float range). Named "x0", "x1", ...; sample_shape is d1 × ....
+// Labels, task kClassify: shape (n) or (n, 1), an integer or bool dtype, or a float dtype holding
+// whole numbers; each >= 0. Classes are 0..max label, named "0", "1", ..., as for IDX; label
+// column "label". Task kRegress: shape (n) or (n, k), any accepted dtype, finite and within float
+// range; targets named "y0", "y1", ....
+// Errors name the file and the byte of a bad element, with its example index (kData), or a count
+// or shape that does not fit (kData); parse errors as parse_npy.
+Dataset load_npy(const std::string& features_path, const std::string& labels_path, Task task,
+                 const ReadLimits& limits);
+// Features only (for predict): a Dataset with no labels.
+Dataset load_npy_features(const std::string& path, const ReadLimits& limits);
+
+// A float32 array ('<f4', C order, format version 1.0) of the given shape, as np.save writes it:
+// the header padded with spaces so that the data starts at a multiple of 64 bytes. values holds
+// exactly the product of shape elements.
+std::vector<std::uint8_t> serialize_npy(std::span<const float> values,
+                                        const std::vector<std::uint64_t>& shape);
 
 }  // namespace backprop

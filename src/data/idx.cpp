@@ -19,6 +19,7 @@
 #include "backprop/data.hpp"
 #include "backprop/error.hpp"
 #include "data/gzip.hpp"
+#include "data/idx.hpp"
 #include "data/names.hpp"
 #include "util/checked.hpp"
 
@@ -466,40 +467,9 @@ Dataset images_dataset(DecodedIdx& img) {
   return ds;
 }
 
-}  // namespace
-
-std::uint64_t IdxArray::count() const {
-  std::uint64_t n = 1;
-  for (std::uint32_t d : dims) {
-    if (!checked_mul(n, d, n)) {
-      throw Error(ErrorCode::kFormat,
-                  "IDX dimensions " + dims_text(dims) + ": the element count overflows 64 bits");
-    }
-  }
-  return n;
-}
-
-IdxArray parse_idx(std::span<const std::uint8_t> bytes, const std::string& name,
-                   const ReadLimits& limits) {
-  DecodedIdx d = decode_idx(bytes, nullptr, name, limits);
-  return to_array(d);
-}
-
-IdxArray read_idx(const std::string& path, const ReadLimits& limits) {
-  DecodedIdx d = read_decoded(path, limits);
-  return to_array(d);
-}
-
-Dataset load_idx_images(const std::string& images_path, const ReadLimits& limits) {
-  DecodedIdx img = read_decoded(images_path, limits);
-  return images_dataset(img);
-}
-
-Dataset load_idx(const std::string& images_path, const std::string& labels_path,
-                 const ReadLimits& limits) {
-  DecodedIdx img = read_decoded(images_path, limits);
-  require_images(img);
-  DecodedIdx lab = read_decoded(labels_path, limits);
+// An images file that has passed require_images, and its labels: the role checks, then the
+// conversion.
+Dataset images_labels_dataset(DecodedIdx& img, DecodedIdx& lab, const ReadLimits& limits) {
   const IdxHeader& lh = lab.header;
   // The role checks come before any conversion, so a swapped pair of paths fails at once.
   if (lh.dims.size() != 1) {
@@ -516,8 +486,8 @@ Dataset load_idx(const std::string& images_path, const std::string& labels_path,
                                          idx_type_name(lh.type));
   }
   if (lh.dims[0] != img.header.dims[0]) {
-    throw Error(ErrorCode::kData, labels_path + ": holds " + std::to_string(lh.dims[0]) +
-                                      " labels, but " + images_path + " holds " +
+    throw Error(ErrorCode::kData, lab.place.name + ": holds " + std::to_string(lh.dims[0]) +
+                                      " labels, but " + img.place.name + " holds " +
                                       std::to_string(img.header.dims[0]) + " images");
   }
   Dataset ds = images_dataset(img);
@@ -550,5 +520,61 @@ Dataset load_idx(const std::string& images_path, const std::string& labels_path,
   ds.labels_source = lab.place.name;
   return ds;
 }
+
+}  // namespace
+
+std::uint64_t IdxArray::count() const {
+  std::uint64_t n = 1;
+  for (std::uint32_t d : dims) {
+    if (!checked_mul(n, d, n)) {
+      throw Error(ErrorCode::kFormat,
+                  "IDX dimensions " + dims_text(dims) + ": the element count overflows 64 bits");
+    }
+  }
+  return n;
+}
+
+IdxArray parse_idx(std::span<const std::uint8_t> bytes, const std::string& name,
+                   const ReadLimits& limits) {
+  DecodedIdx d = decode_idx(bytes, nullptr, name, limits);
+  return to_array(d);
+}
+
+IdxArray read_idx(const std::string& path, const ReadLimits& limits) {
+  DecodedIdx d = read_decoded(path, limits);
+  return to_array(d);
+}
+
+Dataset load_idx_images(const std::string& images_path, const ReadLimits& limits) {
+  DecodedIdx img = read_decoded(images_path, limits);
+  return images_dataset(img);
+}
+
+Dataset load_idx(const std::string& images_path, const std::string& labels_path,
+                 const ReadLimits& limits) {
+  DecodedIdx img = read_decoded(images_path, limits);
+  require_images(img);  // before the labels are read: a swapped pair of paths fails at once
+  DecodedIdx lab = read_decoded(labels_path, limits);
+  return images_labels_dataset(img, lab, limits);
+}
+
+namespace detail {
+
+Dataset parse_idx_images(std::span<const std::uint8_t> images, const std::string& name,
+                         const ReadLimits& limits) {
+  DecodedIdx img = decode_idx(images, nullptr, name, limits);
+  return images_dataset(img);
+}
+
+Dataset parse_idx_dataset(std::span<const std::uint8_t> images, const std::string& images_name,
+                          std::span<const std::uint8_t> labels, const std::string& labels_name,
+                          const ReadLimits& limits) {
+  DecodedIdx img = decode_idx(images, nullptr, images_name, limits);
+  require_images(img);
+  DecodedIdx lab = decode_idx(labels, nullptr, labels_name, limits);
+  return images_labels_dataset(img, lab, limits);
+}
+
+}  // namespace detail
 
 }  // namespace backprop

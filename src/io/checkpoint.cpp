@@ -14,10 +14,15 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <limits>
+#include <string_view>
+#include "io/printable.hpp"
 
 namespace backprop {
 
 namespace {
+
+using detail::printable;
 
 using nlohmann::json;
 
@@ -28,6 +33,31 @@ constexpr int kFormatVersion = 1;
 // JSON that round-trips every value exactly: doubles as numbers when finite (nlohmann prints the
 // shortest text that reads back to the same double) and as strings otherwise; 64-bit integers as
 // decimal strings (JSON numbers lose precision above 2^53).
+
+// The deepest nesting of brackets in JSON text, strings skipped, without recursing: checked
+// before anything recursive (dump, the CLI's comparison of configurations) meets the value.
+int json_depth(std::string_view text) {
+  int depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (char ch : text) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (ch == '\\') {
+        escaped = true;
+      } else if (ch == '"') {
+        in_string = false;
+      }
+    } else if (ch == '"') {
+      in_string = true;
+    } else if (ch == '[' || ch == '{') {
+      deepest = std::max(deepest, ++depth);
+    } else if (ch == ']' || ch == '}') {
+      --depth;
+    }
+  }
+  return deepest;
+}
 
 json num(double v) {
   if (std::isfinite(v)) return v;
@@ -42,7 +72,7 @@ double to_num(const json& j) {
     if (s == "inf") return INFINITY;
     if (s == "-inf") return -INFINITY;
   }
-  throw Error(ErrorCode::kFormat, "expected a number, found " + j.dump());
+  throw Error(ErrorCode::kFormat, std::string("expected a number, found a JSON ") + j.type_name());
 }
 
 std::string u64(std::uint64_t v) {
@@ -50,13 +80,36 @@ std::string u64(std::uint64_t v) {
 }
 
 std::uint64_t to_u64(const json& j) {
+  if (!j.is_string()) {
+    throw Error(
+        ErrorCode::kFormat,
+        std::string("expected an unsigned integer as a string, found a JSON ") + j.type_name());
+  }
   const std::string& s = j.get_ref<const std::string&>();
   std::uint64_t v = 0;
   auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (s.empty() || ec != std::errc() || end != s.data() + s.size()) {
-    throw Error(ErrorCode::kFormat, "expected an unsigned integer, found '" + s + "'");
+    throw Error(ErrorCode::kFormat, "expected an unsigned integer, found '" + printable(s) + "'");
   }
   return v;
+}
+
+// An integer of type T from a JSON integer, refusing fractions, other types and values out of
+// T's range (a cast of 1e300 to int would be undefined behaviour, a wrap-around a wrong count).
+template <class T>
+T integer(const json& j) {
+  if (j.is_number_unsigned()) {
+    const auto v = j.get<std::uint64_t>();
+    if (v <= static_cast<std::uint64_t>(std::numeric_limits<T>::max())) return static_cast<T>(v);
+  } else if (j.is_number_integer()) {
+    const auto v = j.get<std::int64_t>();
+    if (v >= std::numeric_limits<T>::min() && v <= std::numeric_limits<T>::max()) {
+      return static_cast<T>(v);
+    }
+  }
+  throw Error(ErrorCode::kFormat,
+              "expected an integer in range, found " +
+                  (j.is_number() ? printable(j.dump()) : std::string("a JSON ") + j.type_name()));
 }
 
 json metrics_json(const Metrics& m) {
@@ -64,7 +117,7 @@ json metrics_json(const Metrics& m) {
 }
 
 Metrics to_metrics(const json& j) {
-  return {j.at("n").get<Index>(), to_num(j.at("loss")), to_num(j.at("accuracy")),
+  return {integer<Index>(j.at("n")), to_num(j.at("loss")), to_num(j.at("accuracy")),
           to_num(j.at("rmse"))};
 }
 
@@ -91,7 +144,7 @@ json epoch_json(const EpochStats& e) {
 
 EpochStats to_epoch(const json& j) {
   EpochStats e;
-  e.epoch = j.at("epoch").get<int>();
+  e.epoch = integer<int>(j.at("epoch"));
   e.train = to_metrics(j.at("train"));
   e.val = to_metrics(j.at("val"));
   e.test = to_metrics(j.at("test"));
@@ -103,7 +156,7 @@ EpochStats to_epoch(const json& j) {
     e.layers.push_back({to_num(h.at("weight_norm")), to_num(h.at("grad_norm")),
                         to_num(h.at("saturated")), to_num(h.at("dead"))});
   }
-  e.skipped_batches = j.at("skipped_batches").get<Index>();
+  e.skipped_batches = integer<Index>(j.at("skipped_batches"));
   e.best = j.at("best").get<bool>();
   return e;
 }
@@ -147,25 +200,26 @@ json state_json(const TrainState& s) {
 
 TrainState to_state(const json& j) {
   TrainState s;
-  s.epoch = j.at("epoch").get<int>();
-  s.batch = j.at("batch").get<Index>();
+  s.epoch = integer<int>(j.at("epoch"));
+  s.batch = integer<Index>(j.at("batch"));
   s.shuffle_rng = to_rng(j.at("shuffle_rng"));
   s.dropout_rng = to_rng(j.at("dropout_rng"));
-  s.seen = j.at("seen").get<Index>();
-  s.correct = j.at("correct").get<Index>();
-  s.values = j.at("values").get<Index>();
-  s.skipped = j.at("skipped").get<Index>();
+  s.seen = integer<Index>(j.at("seen"));
+  s.correct = integer<Index>(j.at("correct"));
+  s.values = integer<Index>(j.at("values"));
+  s.skipped = integer<Index>(j.at("skipped"));
   s.loss_sum = to_num(j.at("loss_sum"));
   s.sq_err = to_num(j.at("sq_err"));
   s.plateau_scale = to_num(j.at("plateau_scale"));
   s.plateau_best = to_num(j.at("plateau_best"));
-  s.plateau_bad = j.at("plateau_bad").get<int>();
+  s.plateau_bad = integer<int>(j.at("plateau_bad"));
   s.best_val_loss = to_num(j.at("best_val_loss"));
-  s.best_epoch = j.at("best_epoch").get<int>();
-  s.bad_epochs = j.at("bad_epochs").get<int>();
+  s.best_epoch = integer<int>(j.at("best_epoch"));
+  s.bad_epochs = integer<int>(j.at("bad_epochs"));
   for (const json& e : j.at("history")) s.history.push_back(to_epoch(e));
   if (s.epoch < 0 || s.batch < 0 || s.seen < 0 || s.skipped < 0 ||
-      static_cast<std::size_t>(s.epoch) != s.history.size() || !(s.plateau_scale > 0)) {
+      static_cast<std::size_t>(s.epoch) != s.history.size() || !(s.plateau_scale > 0) ||
+      !std::isfinite(s.plateau_scale)) {
     throw Error(ErrorCode::kFormat, "the training state is inconsistent");
   }
   return s;
@@ -291,7 +345,7 @@ Checkpoint parse_checkpoint(std::span<const std::uint8_t> bytes, const std::stri
     fail(ErrorCode::kFormat, "not a backprop checkpoint (no format 'backprop-checkpoint')");
   }
   if (meta("format_version") != std::to_string(kFormatVersion)) {
-    fail(ErrorCode::kFormat, "checkpoint format_version '" + meta("format_version") +
+    fail(ErrorCode::kFormat, "checkpoint format_version '" + printable(meta("format_version")) +
                                  "'; this build reads version " + std::to_string(kFormatVersion));
   }
   if (meta("checksum") != checksum(st)) {
@@ -302,17 +356,42 @@ Checkpoint parse_checkpoint(std::span<const std::uint8_t> bytes, const std::stri
   c.config = meta("config");
   c.data_hash = meta("data_hash");
   c.optimizer = meta("optimizer");
+  // What the CLI echoes and parses on --resume: a plain optimizer name, a printable hash, and a
+  // configuration that is a JSON object.
+  auto plain = [](const std::string& v, bool lower_only) {
+    if (v.empty() || v.size() > 200) return false;
+    return std::all_of(v.begin(), v.end(), [&](char ch) {
+      return lower_only ? (ch >= 'a' && ch <= 'z') : (ch >= 0x20 && ch < 0x7F);
+    });
+  };
+  if (!plain(c.optimizer, true)) {
+    fail(ErrorCode::kFormat, "optimizer '" + printable(c.optimizer) + "' is not a name");
+  }
+  if (!plain(c.data_hash, false)) {
+    fail(ErrorCode::kFormat, "data_hash '" + printable(c.data_hash) + "' is not printable text");
+  }
+  // JSON nesting: the state needs 5 levels, the configuration 3.
+  for (const char* key : {"config", "optimizer_counters", "state"}) {
+    if (json_depth(meta(key)) > 8) {
+      fail(ErrorCode::kFormat, std::string(key) + " is nested deeper than 8 levels");
+    }
+  }
+  try {
+    if (!json::parse(c.config).is_object()) fail(ErrorCode::kFormat, "config is not a JSON object");
+  } catch (const json::exception&) {
+    fail(ErrorCode::kFormat, "config is not valid JSON");
+  }
   try {
     json counters = json::parse(meta("optimizer_counters"));
     for (const auto& [key, value] : counters.items()) {
       std::uint64_t v = to_u64(value);
       if (v > (std::uint64_t{1} << 62))
-        fail(ErrorCode::kFormat, "counter '" + key + "' is too large");
+        throw Error(ErrorCode::kFormat, "counter '" + printable(key) + "' is too large");
       c.optimizer_state.counters[key] = static_cast<std::int64_t>(v);
     }
     c.state = to_state(json::parse(meta("state")));
   } catch (const json::exception& e) {
-    fail(ErrorCode::kFormat, std::string("malformed state: ") + e.what());
+    fail(ErrorCode::kFormat, "malformed state: " + printable(e.what(), 200));
   } catch (const Error& e) {
     if (e.code() != ErrorCode::kFormat) throw;
     fail(ErrorCode::kFormat, e.what());
@@ -337,6 +416,17 @@ Checkpoint parse_checkpoint(std::span<const std::uint8_t> bytes, const std::stri
     }
   }
   if (!have_model) fail(ErrorCode::kFormat, "tensor 'model' is missing");
+  // The model's weights are checked by parse_model; the rest must be finite too (the writer
+  // refuses to write anything else), or a resumed run would start from NaN.
+  auto finite = [&](const std::vector<float>& v, const std::string& what) {
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      if (!std::isfinite(v[i])) {
+        fail(ErrorCode::kFormat, what + " value " + std::to_string(i) + " is not finite");
+      }
+    }
+  };
+  for (const auto& [key, v] : c.optimizer_state.tensors) finite(v, "optimizer." + key);
+  finite(c.state.best_params, "state.best_params");
   const std::size_t arena = c.model.model.params().size();
   if (!c.state.best_params.empty() && c.state.best_params.size() != arena) {
     fail(ErrorCode::kFormat, "state.best_params does not match the model's parameters");

@@ -128,11 +128,12 @@ void write_file_atomic(const std::string& path, std::span<const std::uint8_t> by
   if (::close(fd.release()) != 0) fail("close", errno);
   if (::rename(tmp.c_str(), path.c_str()) != 0) fail("rename", errno);
   // The rename is durable only once the directory entry is on disk.
+  // A failure here comes after the rename: the new file is in place, but not known to be durable.
   std::string dir = directory_of(path);
   int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) throw_errno(dir, "open", errno);
+  if (dfd < 0) throw_errno(path, ("open of directory " + dir).c_str(), errno);
   Fd dir_fd(dfd);
-  if (::fsync(dir_fd.get()) != 0) throw_errno(dir, "fsync", errno);
+  if (::fsync(dir_fd.get()) != 0) throw_errno(path, ("fsync of directory " + dir).c_str(), errno);
 }
 
 }  // namespace backprop

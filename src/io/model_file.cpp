@@ -3,18 +3,24 @@
 
 #include <nlohmann/json.hpp>
 
+#include <array>
 #include <cfloat>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <set>
+#include <string_view>
 
 #include "backprop/version.hpp"
+#include "io/printable.hpp"
 #include "util/checked.hpp"
 
 namespace backprop {
 
 namespace {
+
+using detail::printable;
 
 using nlohmann::json;
 
@@ -23,6 +29,20 @@ std::string weight_name(Index l) {
 }
 std::string bias_name(Index l) {
   return std::to_string(2 * l) + ".bias";
+}
+
+// True when `name` is weight_name(l) or bias_name(l) for some l < n_layers.
+bool is_layer_tensor_name(const std::string& name, Index n_layers) {
+  const auto dot = name.find('.');
+  if (dot == std::string::npos || dot == 0) return false;
+  const std::string_view suffix = std::string_view(name).substr(dot + 1);
+  if (suffix != "weight" && suffix != "bias") return false;
+  Index k = 0;
+  auto [end, ec] = std::from_chars(name.data(), name.data() + dot, k);
+  // Canonical spelling only: "2.weight", not "02.weight" or "+2.weight".
+  if (ec != std::errc() || end != name.data() + dot || k < 0 || k % 2 != 0 || k / 2 >= n_layers)
+    return false;
+  return name.compare(0, dot, std::to_string(k)) == 0;
 }
 
 std::string_view to_string(Task t) {
@@ -53,6 +73,22 @@ std::string json_list(const V& v) {
   return json(v).dump();
 }
 
+// Control bytes of a message escaped (\xNN), whatever their origin: the message is one line.
+std::string one_line(std::string_view s) {
+  std::string out;
+  for (char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c < 0x20 || c == 0x7F) {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02X", c);
+      out += hex;
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
+
 // The reader: every failure names the file and the key.
 class MetaReader {
  public:
@@ -60,7 +96,7 @@ class MetaReader {
       : meta_(meta), name_(name) {}
 
   [[noreturn]] void fail(const std::string& what) const {
-    throw Error(ErrorCode::kModel, name_ + ": " + what);
+    throw Error(ErrorCode::kModel, one_line(name_ + ": " + what));
   }
 
   bool has(const std::string& key) const { return meta_.count(key) != 0; }
@@ -119,7 +155,7 @@ class MetaReader {
     std::uint64_t v = 0;
     auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
     if (s.empty() || ec != std::errc() || end != s.data() + s.size() || v > max) {
-      fail("__metadata__ '" + key + "' is '" + s + "', expected an integer from 0 to " +
+      fail("__metadata__ '" + key + "' is '" + printable(s) + "', expected an integer from 0 to " +
            std::to_string(max));
     }
     return v;
@@ -129,7 +165,7 @@ class MetaReader {
     const std::string& s = str(key);
     json j = json::parse(s, nullptr, false);
     if (!j.is_number() || !std::isfinite(j.get<double>())) {
-      fail("__metadata__ '" + key + "' is '" + s + "', expected a number");
+      fail("__metadata__ '" + key + "' is '" + printable(s) + "', expected a number");
     }
     return j.get<double>();
   }
@@ -221,11 +257,11 @@ ModelFile parse_model(std::span<const std::uint8_t> bytes, const std::string& na
     meta.fail("not a backprop model: __metadata__ has no 'format' (expected 'backprop-mlp')");
   }
   if (meta.str("format") != "backprop-mlp") {
-    meta.fail("format is '" + meta.str("format") + "', expected 'backprop-mlp'");
+    meta.fail("format is '" + printable(meta.str("format")) + "', expected 'backprop-mlp'");
   }
   const std::string& fv = meta.str("format_version");
   if (fv != std::to_string(kModelFormatVersion)) {
-    meta.fail("format_version is '" + fv + "'; this build reads version " +
+    meta.fail("format_version is '" + printable(fv) + "'; this build reads version " +
               std::to_string(kModelFormatVersion));
   }
 
@@ -239,29 +275,31 @@ ModelFile parse_model(std::span<const std::uint8_t> bytes, const std::string& na
     spec.validate();
   } catch (const Error& e) {
     if (e.code() != ErrorCode::kUsage) throw;
-    meta.fail(std::string("architecture: ") + e.what());
+    meta.fail("architecture: " + printable(e.what(), 300));
   }
 
-  // Exactly the expected tensors, each F32 with its shape, and nothing else.
+  // Exactly the expected tensors, each F32 with its shape, and nothing else. Names are checked
+  // one by one (an O(tensors x layers) search would let a header of many tensors and a long
+  // layers list take hours), and every shape before the model is allocated, so that its size is
+  // backed by tensor data actually in the file, not by the layers metadata alone.
   std::map<std::string, const Tensor*> by_name;
   for (const Tensor& t : st.tensors) by_name[t.name] = &t;
   const Index L = spec.n_layers();
   if (static_cast<Index>(st.tensors.size()) != 2 * L) {
     for (const Tensor& t : st.tensors) {
-      bool expected = false;
-      for (Index l = 0; l < L; ++l) expected |= t.name == weight_name(l) || t.name == bias_name(l);
-      if (!expected)
+      if (!is_layer_tensor_name(t.name, L))
         meta.fail("unexpected tensor '" + t.name + "' for a " + std::to_string(L) + "-layer model");
     }
   }
-  Model model(spec);
-  for (Index l = 0; l < L; ++l) {
+  auto expected_tensors = [&](Index l) {
     auto u = static_cast<std::size_t>(l);
     const std::vector<std::uint64_t> wshape = {static_cast<std::uint64_t>(spec.layers[u + 1]),
                                                static_cast<std::uint64_t>(spec.layers[u])};
     const std::vector<std::uint64_t> bshape = {static_cast<std::uint64_t>(spec.layers[u + 1])};
-    for (const auto& [tname, shape] :
-         {std::pair{weight_name(l), wshape}, std::pair{bias_name(l), bshape}}) {
+    return std::array{std::pair{weight_name(l), wshape}, std::pair{bias_name(l), bshape}};
+  };
+  for (Index l = 0; l < L; ++l) {
+    for (const auto& [tname, shape] : expected_tensors(l)) {
       auto it = by_name.find(tname);
       if (it == by_name.end()) meta.fail("tensor '" + tname + "' is missing");
       const Tensor& t = *it->second;
@@ -271,6 +309,12 @@ ModelFile parse_model(std::span<const std::uint8_t> bytes, const std::string& na
         meta.fail("tensor '" + tname + "' has shape " + json(t.shape).dump() + ", expected " +
                   json(shape).dump() + " from layers " + json(spec.layers).dump());
       }
+    }
+  }
+  Model model(spec);
+  for (Index l = 0; l < L; ++l) {
+    for (const auto& [tname, shape] : expected_tensors(l)) {
+      const Tensor& t = *by_name.at(tname);
       float* dst = tname == weight_name(l) ? model.weight(l).data : model.bias(l).data();
       std::size_t count = t.data.size() / 4;
       for (std::size_t i = 0; i < count; ++i) {
@@ -290,7 +334,7 @@ ModelFile parse_model(std::span<const std::uint8_t> bytes, const std::string& na
   } else if (task == "regress") {
     info.task = Task::kRegress;
   } else {
-    meta.fail("task is '" + task + "', expected classify or regress");
+    meta.fail("task is '" + printable(task) + "', expected classify or regress");
   }
   info.class_names = meta.strings("class_names");
   info.feature_names = meta.strings("feature_names");

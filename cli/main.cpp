@@ -10,6 +10,7 @@
 #include "backprop/error.hpp"
 #include "backprop/version.hpp"
 #include "commands.hpp"
+#include "common.hpp"
 
 namespace {
 
@@ -17,7 +18,7 @@ constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
 
 // CLI11 messages may span lines; ours must not.
-std::string one_line(std::string s) {
+std::string flat(std::string s) {
   for (char& c : s) {
     if (c == '\n' || c == '\r') c = ' ';
   }
@@ -69,7 +70,8 @@ int main(int argc, char** argv) {
       for (auto& [cmd, run] : commands) {
         if (cmd->parsed()) who = "backprop " + cmd->get_name();
       }
-      std::fprintf(stderr, "%s: error: %s (see --help)\n", who.c_str(), one_line(e.what()).c_str());
+      std::fprintf(stderr, "%s: error: %s (see --help)\n", who.c_str(),
+                   escape_controls(flat(e.what())).c_str());
       return kExitUsage;
     }
     for (auto& [cmd, run] : commands) {
@@ -80,13 +82,13 @@ int main(int argc, char** argv) {
     }
     return kExitUsage;
   } catch (const backprop::Error& e) {
-    std::fprintf(stderr, "%s: error: %s\n", who.c_str(), one_line(e.what()).c_str());
+    std::fprintf(stderr, "%s: error: %s\n", who.c_str(), escape_controls(e.what()).c_str());
     return e.code() == backprop::ErrorCode::kUsage ? kExitUsage : kExitFailure;
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "%s: error: out of memory\n", who.c_str());
     return kExitFailure;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: error: %s\n", who.c_str(), one_line(e.what()).c_str());
+    std::fprintf(stderr, "%s: error: %s\n", who.c_str(), escape_controls(e.what()).c_str());
     return kExitFailure;
   }
 }

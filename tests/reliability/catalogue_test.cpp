@@ -464,10 +464,9 @@ const std::vector<Case>& catalogue() {
        "backprop has no config file: every setting is a flag"},
       {78,
        "paths holding newlines or escape sequences echoed on one sanitised line",
-       {{kHere, kHereCli, "NewlineInPath"}, {kHere, kHereCli, "EscapeSequenceInAFlagValue"}},
-       "the lead (cli/main.cpp): main prints a path from a library error with its newlines "
-       "turned into spaces but other control bytes (ESC) raw; one_line() should escape them as "
-       "cli::escape_controls does (never system(): backprop runs no shell)"},
+       {{kHere, kHereCli, "NewlineInPath"},
+        {kHere, kHereCli, "EscapeSequenceInAPath"},
+        {kHere, kHereCli, "EscapeSequenceInAFlagValue"}}},
       {79,
        "class count vs the label range",
        {{kCli, kCliBad, "IdxEvalClassTheModelNeverSaw"},
@@ -795,8 +794,15 @@ const std::vector<CliRow>& cli_rows() {
        blobs({"--standardize", "--no-standardize"}),
        2,
        {"--standardize", "--no-standardize"}},
-      // A.78: the path is echoed on one line (main turns the newline into a space).
-      {"NewlineInPath", train({"--train", "{D}/no\nsuch.csv"}), 1, {"such.csv", "No such file"}},
+      // A.78: a path from a library error is echoed on one line, control bytes as \xNN.
+      {"NewlineInPath",
+       train({"--train", "{D}/no\nsuch.csv"}),
+       1,
+       {"no\\x0Asuch.csv", "No such file"}},
+      {"EscapeSequenceInAPath",
+       train({"--train", "{D}/x\x1b[31mred.csv"}),
+       1,
+       {"x\\x1B[31mred.csv", "No such file"}},
       // A.63: a folder whose only checkpoint-like file is a temporary left by a crash.
       {"ResumeFromAFolderHoldingOnlyATemporary",
        blobs({"--resume", "{D}/only_tmp"}),

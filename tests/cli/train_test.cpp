@@ -403,6 +403,28 @@ TEST_F(Resume, TheLogHasTheRateAndTheHealthOfEveryLayerEachEpoch) {
   }
 }
 
+// A batch larger than the training rows is one batch of every row each epoch (as PyTorch's
+// DataLoader does), not an error (RELIABILITY.md A.73 asks for one; docs/reliability.md says why
+// not): a run on 6 rows with --batch-size 16 takes one full-batch step per epoch, the same steps
+// as --batch-size 6.
+TEST_F(Resume, ABatchLargerThanTheRowsIsOneBatchOfEveryRow) {
+  const fs::path d = dir("bigbatch");
+  write_text(d / "six.csv",
+             "a,b,label\n0.1,0.2,0\n0.3,0.1,1\n0.5,0.9,2\n0.2,0.2,1\n0.9,0.4,0\n0.6,0.6,2\n");
+  std::vector<std::string> base = {
+      "train", "--train", (d / "six.csv").string(), "--hidden", "4", "--epochs", "3", "--quiet"};
+  std::vector<std::string> big = base, exact = base;
+  big.insert(big.end(), {"--batch-size", "16", "--save", (d / "big.safetensors").string(), "--log",
+                         (d / "big.jsonl").string()});
+  exact.insert(exact.end(), {"--batch-size", "6", "--save", (d / "exact.safetensors").string()});
+  const RunResult rb = cli(big), re = cli(exact);
+  ASSERT_TRUE(rb.exited && rb.exit_code == 0) << rb.describe();
+  ASSERT_TRUE(re.exited && re.exit_code == 0) << re.describe();
+  EXPECT_EQ(read_bytes(d / "big.safetensors"), read_bytes(d / "exact.safetensors"));
+  const std::string log = read_text(d / "big.jsonl");
+  EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 3);
+}
+
 struct BadFlag {
   std::vector<std::string> args;
   const char* message_part;

@@ -423,8 +423,8 @@ const std::vector<Case>& catalogue() {
         {kHere, kHereCli, "IntegerFlagInExponentNotation"},
         {kHere, kHereCli, "EmptyIntegerFlag"}}},
       {73,
-       "out of range: lr, epochs, batch, widths, threads, momentum, betas, eps (batch > rows: "
-       "see pending)",
+       "out of range: lr, epochs, batch, widths, threads, momentum, betas, eps (batch > rows is "
+       "accepted by decision as one batch of every row, as PyTorch's DataLoader does)",
        {{kCli, kCliBad, "LearningRateNegative"},
         {kCli, kCliBad, "LearningRateNan"},
         {kCli, kCliBad, "BatchSizeZero"},
@@ -433,9 +433,8 @@ const std::vector<Case>& catalogue() {
         {kHere, kHereCli, "ThreadsNegative"},
         {kHere, kHereCli, "ThreadsHuge"},
         {kHere, kHereCli, "HiddenWidthZero"},
-        {kResume, "Resume.BadValuesOfTheTrainingFlagsExitTwo"}},
-       "the lead (cli/train.cpp): a batch larger than the training rows is accepted (one batch "
-       "of every row) where RELIABILITY.md asks for an error"},
+        {kResume, "Resume.BadValuesOfTheTrainingFlagsExitTwo"},
+        {kResume, "Resume.ABatchLargerThanTheRowsIsOneBatchOfEveryRow"}}},
       {74,
        "parameter count overflowing or over the cap, before any allocation",
        {{kHere, kHereCli, "ParametersOverTheCap"}, {kHere, kHereCli, "WidthOver2To24"}}},

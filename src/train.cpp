@@ -329,6 +329,25 @@ std::vector<Index> probe_rows(const TrainData& data) {
   return rows;
 }
 
+// After a batch's gradient: clip it, check it, step. Returns whether the batch was skipped
+// instead (a non-finite gradient under the skip-batch policy); under the stop policy calls
+// fail(what, in_grads), which throws. The norm is needed to clip, or to skip a batch before its
+// step; under the stop policy without clipping a non-finite gradient reaches the weights and the
+// next batch's loss (or the epoch's weight check) says so.
+template <class Fail>
+bool clip_check_step(Model& model, Optimizer& optimizer, const TrainOptions& options,
+                     const Fail& fail) {
+  const bool need_norm =
+      options.clip_norm > 0 || options.on_nonfinite == NonFinitePolicy::kSkipBatch;
+  const double norm = need_norm ? clip_gradients(model.grads(), options.clip_norm) : 0.0;
+  if (!std::isfinite(norm)) {
+    if (options.on_nonfinite == NonFinitePolicy::kStop) fail("a gradient is not finite", true);
+    return true;
+  }
+  optimizer.step(model.params(), model.grads());
+  return false;
+}
+
 // One global batch of b rows, data-parallel: this rank's rows (from row `offset` of the batch)
 // forward and backward, the gradient scaled by rows/b and summed over the ranks together with the
 // running figures and the flags, then the same clipping, checks and step on every rank. Returns
@@ -405,15 +424,7 @@ bool data_parallel_batch(Model& model, Optimizer& optimizer, const TrainData& da
     tally.correct += static_cast<Index>(shared[5]);
     tally.sq_err += shared[6];
     tally.n_values += static_cast<Index>(shared[7]);
-    const bool need_norm =
-        options.clip_norm > 0 || options.on_nonfinite == NonFinitePolicy::kSkipBatch;
-    const double norm = need_norm ? clip_gradients(grads, options.clip_norm) : 0.0;
-    if (!std::isfinite(norm)) {
-      if (options.on_nonfinite == NonFinitePolicy::kStop) fail("a gradient is not finite", true);
-      skip = true;
-    } else {
-      optimizer.step(model.params(), grads);
-    }
+    skip = clip_check_step(model, optimizer, options, fail);
   }
   return shared[2] > 0;
 }
@@ -517,72 +528,43 @@ std::vector<EpochStats> train(Model& model, Optimizer& optimizer, const TrainDat
     const Index first = st.batch;
     for (Index batch = first; batch * bs < n; ++batch) {
       const Index start = batch * bs, b = std::min(bs, n - start);
+      const auto fail = [&](const std::string& what, bool in_grads) {
+        nonfinite(epoch, batch + 1, what, in_grads);
+      };
+      bool skip = false, stop = false;
       if (world > 1) {
         // This rank's slice of the global batch; the rest is as one process would do it.
         const Index lo = b * rank / world, hi = b * (rank + 1) / world;
-        bool skip = false;
-        const bool stop = data_parallel_batch(
+        stop = data_parallel_batch(
             model, optimizer, data, options, *comm, dropout, any_dropout,
             std::span<const Index>(st.order.data() + start + lo, static_cast<std::size_t>(hi - lo)),
-            b, lo, x.view(), y.view(), smoothing, tally, skip,
-            [&](const std::string& what, bool g) { nonfinite(epoch, batch + 1, what, g); });
-        if (skip) ++st.skipped;
-        st.batch = batch + 1;
-        st.seen = tally.n;
-        st.loss_sum = tally.loss_sum;
-        st.correct = tally.correct;
-        st.sq_err = tally.sq_err;
-        st.values = tally.n_values;
-        if (callbacks.on_batch) {
-          callbacks.on_batch({epoch, options.epochs, start + b, n, seconds_since(t0)});
-        }
-        if (stop || (options.checkpoint_every_minutes > 0 && start + b < n &&
-                     seconds_since(last_checkpoint) >= 60 * options.checkpoint_every_minutes)) {
-          checkpoint();
-        }
-        if (stop) {
-          throw Error(ErrorCode::kInterrupted, "interrupted in epoch " + std::to_string(epoch) +
-                                                   ", batch " + std::to_string(batch + 1));
-        }
-        continue;
-      }
-      std::span<const Index> rows(st.order.data() + start, static_cast<std::size_t>(b));
-      MatrixView xb = x.view().rows_range(0, b), yb = y.view().rows_range(0, b);
-      gather_batch(ds, rows, data.pre, xb, yb, smoothing);
-      if (start + b < n) {
-        prefetch_rows(
-            ds, std::span<const Index>(st.order.data() + start + b,
-                                       static_cast<std::size_t>(std::min(bs, n - start - b))));
-      }
-      ConstMatrixView a = model.forward(xb, any_dropout ? &dropout : nullptr);
-      const double loss = model.loss(yb);
-      bool skip = false;
-      if (!std::isfinite(loss)) {
-        if (options.on_nonfinite == NonFinitePolicy::kStop) {
-          nonfinite(epoch, batch + 1,
-                    std::string("the loss is ") + (std::isnan(loss) ? "NaN" : "infinite"), false);
-        }
-        skip = true;
+            b, lo, x.view(), y.view(), smoothing, tally, skip, fail);
       } else {
-        tally.add(ds, rows, a, yb, loss);
-        if (fused) {
-          model.backward_sgd(xb, yb, lr);  // D4–D8 in one pass: ∂L/∂W never stored
+        std::span<const Index> rows(st.order.data() + start, static_cast<std::size_t>(b));
+        MatrixView xb = x.view().rows_range(0, b), yb = y.view().rows_range(0, b);
+        gather_batch(ds, rows, data.pre, xb, yb, smoothing);
+        if (start + b < n) {
+          prefetch_rows(
+              ds, std::span<const Index>(st.order.data() + start + b,
+                                         static_cast<std::size_t>(std::min(bs, n - start - b))));
+        }
+        ConstMatrixView a = model.forward(xb, any_dropout ? &dropout : nullptr);
+        const double loss = model.loss(yb);
+        if (!std::isfinite(loss)) {
+          if (options.on_nonfinite == NonFinitePolicy::kStop) {
+            fail(std::string("the loss is ") + (std::isnan(loss) ? "NaN" : "infinite"), false);
+          }
+          skip = true;
         } else {
-          model.backward(xb, yb);
-          // The norm is needed to clip, or to skip a batch before its step; under the stop
-          // policy a non-finite gradient reaches the weights and the next batch's loss says so.
-          const bool need_norm =
-              options.clip_norm > 0 || options.on_nonfinite == NonFinitePolicy::kSkipBatch;
-          const double norm = need_norm ? clip_gradients(model.grads(), options.clip_norm) : 0.0;
-          if (!std::isfinite(norm)) {
-            if (options.on_nonfinite == NonFinitePolicy::kStop) {
-              nonfinite(epoch, batch + 1, "a gradient is not finite", true);
-            }
-            skip = true;
+          tally.add(ds, rows, a, yb, loss);
+          if (fused) {
+            model.backward_sgd(xb, yb, lr);  // D4–D8 in one pass: ∂L/∂W never stored
           } else {
-            optimizer.step(model.params(), model.grads());
+            model.backward(xb, yb);
+            skip = clip_check_step(model, optimizer, options, fail);
           }
         }
+        stop = options.stop != nullptr && options.stop->load();
       }
       if (skip) ++st.skipped;
       st.batch = batch + 1;
@@ -594,7 +576,6 @@ std::vector<EpochStats> train(Model& model, Optimizer& optimizer, const TrainDat
       if (callbacks.on_batch) {
         callbacks.on_batch({epoch, options.epochs, start + b, n, seconds_since(t0)});
       }
-      const bool stop = options.stop != nullptr && options.stop->load();
       if (stop || (options.checkpoint_every_minutes > 0 && start + b < n &&
                    seconds_since(last_checkpoint) >= 60 * options.checkpoint_every_minutes)) {
         checkpoint();

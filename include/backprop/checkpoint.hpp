@@ -72,4 +72,9 @@ Checkpoint find_checkpoint(const std::string& dir, const ReadLimits& limits,
 // The checkpoint files of dir, oldest first (no temporaries).
 std::vector<std::string> list_checkpoints(const std::string& dir);
 
+// The checksum a checkpoint's __metadata__ "checksum" holds: "xxh3-128:<32 hex>" over every
+// tensor (name, dtype, shape, bytes) and every other metadata entry, each field length-prefixed.
+// Exposed so that tests and fuzz targets can change a checkpoint and seal it again.
+std::string checkpoint_checksum(const Safetensors& st);
+
 }  // namespace backprop

@@ -249,8 +249,24 @@ std::vector<T> values_of(const Tensor& t, const char* dtype, const std::string& 
   return v;
 }
 
+std::string file_name(const TrainState& s) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "checkpoint-%06d-%09lld.safetensors", s.epoch,
+                static_cast<long long>(s.batch));
+  return buf;
+}
+
+bool is_checkpoint_name(const std::string& n) {
+  const std::string prefix = "checkpoint-", suffix = ".safetensors";
+  return n.size() > prefix.size() + suffix.size() && n.compare(0, prefix.size(), prefix) == 0 &&
+         n.compare(n.size() - suffix.size(), suffix.size(), suffix) == 0 &&
+         n.find(".tmp.") == std::string::npos;
+}
+
+}  // namespace
+
 // XXH3-128 over every tensor and every metadata entry but the checksum itself.
-std::string checksum(const Safetensors& st) {
+std::string checkpoint_checksum(const Safetensors& st) {
   XXH3_state_t* h = XXH3_createState();
   BACKPROP_ASSERT(h != nullptr);
   XXH3_128bits_reset(h);
@@ -277,22 +293,6 @@ std::string checksum(const Safetensors& st) {
                 static_cast<unsigned long long>(d.low64));
   return std::string("xxh3-128:") + hex;
 }
-
-std::string file_name(const TrainState& s) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "checkpoint-%06d-%09lld.safetensors", s.epoch,
-                static_cast<long long>(s.batch));
-  return buf;
-}
-
-bool is_checkpoint_name(const std::string& n) {
-  const std::string prefix = "checkpoint-", suffix = ".safetensors";
-  return n.size() > prefix.size() + suffix.size() && n.compare(0, prefix.size(), prefix) == 0 &&
-         n.compare(n.size() - suffix.size(), suffix.size(), suffix) == 0 &&
-         n.find(".tmp.") == std::string::npos;
-}
-
-}  // namespace
 
 std::vector<std::uint8_t> serialize_checkpoint(const Model& model, const ModelInfo& info,
                                                const Optimizer& optimizer, const TrainState& state,
@@ -325,7 +325,7 @@ std::vector<std::uint8_t> serialize_checkpoint(const Model& model, const ModelIn
   st.metadata["optimizer"] = std::string(optimizer.name());
   st.metadata["optimizer_counters"] = counters.dump();
   st.metadata["state"] = state_json(state).dump();
-  st.metadata["checksum"] = checksum(st);
+  st.metadata["checksum"] = checkpoint_checksum(st);
   return serialize_safetensors(st);
 }
 
@@ -348,7 +348,7 @@ Checkpoint parse_checkpoint(std::span<const std::uint8_t> bytes, const std::stri
     fail(ErrorCode::kFormat, "checkpoint format_version '" + printable(meta("format_version")) +
                                  "'; this build reads version " + std::to_string(kFormatVersion));
   }
-  if (meta("checksum") != checksum(st)) {
+  if (meta("checksum") != checkpoint_checksum(st)) {
     fail(ErrorCode::kFormat, "checksum mismatch: the checkpoint is corrupt");
   }
   Checkpoint c;

@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -138,6 +139,30 @@ inline RunResult run_process(const std::string& program, const std::vector<std::
 
 // ---------------------------------------------------------------------------------------------
 // File makers
+
+// Three interleaved noisy spirals in 2-D, plus `noise` uniform features, as CSV with a header
+// (x,y,n1..,label): `rows` rows, classes in turn. The draws are made in a fixed order.
+inline std::string spirals_csv(unsigned seed, int rows, int noise) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> u(-1.0, 1.0);
+  std::string text = "x,y";
+  for (int k = 1; k <= noise; ++k) text += ",n" + std::to_string(k);
+  text += ",label\n";
+  char cell[32];
+  for (int i = 0; i < rows; ++i) {
+    const int cls = i % 3;
+    const double t = 0.1 + 3.0 * (i / 3) / (rows / 3.0), a = t * 1.5 + cls * 2.0943951;
+    const double x = t * std::cos(a) + 0.05 * u(rng), y = t * std::sin(a) + 0.05 * u(rng);
+    std::snprintf(cell, sizeof cell, "%.6f,%.6f", x, y);
+    text += cell;
+    for (int k = 0; k < noise; ++k) {
+      std::snprintf(cell, sizeof cell, ",%.4f", u(rng));
+      text += cell;
+    }
+    text += "," + std::to_string(cls) + "\n";
+  }
+  return text;
+}
 
 inline void put_be32(Bytes& out, std::uint32_t v) {
   for (int k = 3; k >= 0; --k) out.push_back(static_cast<std::uint8_t>(v >> (8 * k)));

@@ -35,32 +35,13 @@ using test::Bytes;
 using test::read_bytes;
 using test::TempDir;
 
-// Three interleaved noisy spirals in 2-D plus 6 noise features: 3,000 rows of CSV with a header.
-// Enough work (with the network below) that a run lasts a few hundred milliseconds.
-std::string spirals_csv(unsigned seed, int rows = 3000) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<double> u(-1.0, 1.0);
-  std::string text = "x,y,n1,n2,n3,n4,n5,n6,label\n";
-  for (int i = 0; i < rows; ++i) {
-    const int cls = i % 3;
-    const double t = 0.1 + 3.0 * (i / 3) / (rows / 3.0);
-    const double a = t * 1.5 + cls * 2.0943951;
-    char line[256];
-    std::snprintf(line, sizeof line, "%.6f,%.6f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%d\n",
-                  t * std::cos(a) + 0.05 * u(rng), t * std::sin(a) + 0.05 * u(rng), u(rng), u(rng),
-                  u(rng), u(rng), u(rng), u(rng), cls);
-    text += line;
-  }
-  return text;
-}
-
 class Resume : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     root_ = new TempDir();
     fs::create_directories(root_->path() / "captures");
-    write_text(root_->path() / "data.csv", spirals_csv(5));
-    write_text(root_->path() / "other.csv", spirals_csv(6));
+    write_text(root_->path() / "data.csv", cli_test::spirals_csv(5, 3000, 6));
+    write_text(root_->path() / "other.csv", cli_test::spirals_csv(6, 3000, 6));
   }
   static void TearDownTestSuite() {
     delete root_;

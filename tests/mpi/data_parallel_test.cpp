@@ -50,28 +50,12 @@ const std::vector<std::string> kEnv = {
     "LSAN_OPTIONS=suppressions=" BACKPROP_SOURCE_DIR
     "/tests/mpi/lsan.supp:print_suppressions=0:fast_unwind_on_malloc=0"};
 
-// Three noisy spirals plus two noise features: 1,200 rows.
-std::string spirals_csv(unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<double> u(-1.0, 1.0);
-  std::string text = "x,y,n1,n2,label\n";
-  for (int i = 0; i < 1200; ++i) {
-    const int cls = i % 3;
-    const double t = 0.1 + 3.0 * (i / 3) / 400.0, a = t * 1.5 + cls * 2.0943951;
-    char line[160];
-    std::snprintf(line, sizeof line, "%.6f,%.6f,%.4f,%.4f,%d\n", t * std::cos(a) + 0.05 * u(rng),
-                  t * std::sin(a) + 0.05 * u(rng), u(rng), u(rng), cls);
-    text += line;
-  }
-  return text;
-}
-
 class DataParallel : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     root_ = new TempDir();
     fs::create_directories(root_->path() / "captures");
-    write_text(root_->path() / "data.csv", spirals_csv(3));
+    write_text(root_->path() / "data.csv", cli_test::spirals_csv(3, 1200, 2));
     write_text(root_->path() / "bad.csv", "x,y,n1,n2,label\n0.1,0.2,0.3,zero,1\n");
   }
   static void TearDownTestSuite() {

@@ -152,7 +152,8 @@ TEST_F(DataParallel, TwoAndThreeRanksAgreeWithOneProcessAndEachIsReproducible) {
   // Each rank differentiates its rows' loss divided by the global batch size, so Δ[L] is the
   // single process's, row for row; only the order of the sums over rows differs. Adam at its
   // default ε = 1e-8 turns round-off-sized gradients (of nearly dead units) into full-sized steps
-  // and so magnifies that difference (2.3e-5 for 3 ranks here); at ε = 1e-6 it does not.
+  // and so magnifies that difference (2.3e-5 for 3 ranks on an earlier data set); at ε = 1e-6 it
+  // does not.
   for (const std::vector<std::string>& optimizer :
        {std::vector<std::string>{"--optimizer", "momentum", "--lr", "0.05"},
         std::vector<std::string>{"--optimizer", "adam", "--eps", "1e-6"}}) {

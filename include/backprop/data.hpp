@@ -63,6 +63,12 @@ struct Dataset {
   // regress: n × n_targets, row-major, n_targets == label_columns.size().
   std::vector<float> targets;
 
+  // A shard (see Shard) holds rows [first_row, first_row + n) of a data set of total_rows rows;
+  // a whole data set has first_row 0 and total_rows 0 (whole_rows() is then n).
+  Index first_row = 0;
+  Index total_rows = 0;
+  Index whole_rows() const { return total_rows > 0 ? total_rows : n; }
+
   bool has_labels() const { return !labels.empty() || !targets.empty(); }
   Index n_targets() const { return static_cast<Index>(label_columns.size()); }
   // Width of the model output this data trains: classes, or targets.
@@ -70,6 +76,21 @@ struct Dataset {
     return task == Task::kClassify ? static_cast<Index>(class_names.size()) : n_targets();
   }
 };
+
+// One of `count` contiguous parts of a data set's rows, for data-parallel training where each
+// rank holds only its part (`--shard-data`): part `index` holds rows [begin(n), end(n)), and the
+// first n % count parts hold one row more than the others. Contiguous, so that a rank can read its
+// rows of an uncompressed file without reading the rest.
+struct Shard {
+  int index = 0, count = 1;
+  bool whole() const { return count == 1; }
+  Index begin(Index n) const;
+  Index end(Index n) const;
+};
+
+// Keeps only the shard's rows of a whole data set (features, labels, targets) and frees the rest;
+// classes, names and shape are those of the whole. A no-op for the whole shard.
+void keep_shard(Dataset& ds, Shard shard);
 
 // ---------------------------------------------------------------------------------------------
 // IDX
@@ -100,8 +121,11 @@ IdxArray read_idx(const std::string& path, const ReadLimits& limits);
 // An images file (ndims >= 2, n × d1 × ...) and its labels file (ndims == 1, integer type,
 // n labels, each >= 0). Classes are 0..max label, named "0", "1", ...; features "x0", "x1", ...
 // Non-finite float images are an error.
+// With a shard, only the shard's images are read and checked when the images file is not
+// compressed (its header and size are checked as for a whole read); a gzip file is decoded whole
+// and the shard kept. The labels file is always read and checked whole (it decides the classes).
 Dataset load_idx(const std::string& images_path, const std::string& labels_path,
-                 const ReadLimits& limits);
+                 const ReadLimits& limits, Shard shard = {});
 // Images only (for predict): a Dataset with no labels.
 Dataset load_idx_images(const std::string& images_path, const ReadLimits& limits);
 

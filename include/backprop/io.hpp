@@ -33,6 +33,16 @@ struct ReadLimits {
 // Throws Error(kIo) naming the path, the syscall and errno; Error(kLimit) over the cap.
 std::vector<std::uint8_t> read_file(const std::string& path, std::uint64_t max_bytes);
 
+// Bytes [offset, offset + length) of a regular file (fewer when the file ends first), and the
+// file's size: what a reader of part of a large file needs. The same rejections and errors as
+// read_file, whose cap applies to the file's size.
+struct FileSlice {
+  std::uint64_t file_size = 0;
+  std::vector<std::uint8_t> bytes;
+};
+FileSlice read_file_slice(const std::string& path, std::uint64_t offset, std::uint64_t length,
+                          std::uint64_t max_bytes);
+
 // Writes `bytes` to `path` atomically: a temporary file in the same directory, write, fsync,
 // close, rename over `path`, fsync of the directory. On any failure the temporary is removed, any
 // previous file at `path` is left as it was, and Error(kIo) names the syscall and errno.

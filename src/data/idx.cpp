@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -261,29 +262,26 @@ std::string declared(const IdxHeader& h) {
 }
 
 // A validated IDX file: its header, and its payload bytes held in `storage` (or, when parsing a
-// caller's span, pointing into it).
+// caller's span, pointing into it). When only a shard's images were read, the header's first
+// dimension and sizes are the shard's, and first_row is the shard's first image in the file.
 struct DecodedIdx {
   IdxHeader header;
   Place place;
   std::vector<std::uint8_t> storage;
   std::span<const std::uint8_t> payload;
+  std::uint64_t first_row = 0;
+  std::uint64_t file_rows = 0;  // the file's first dimension (0: header.dims[0])
 };
 
-DecodedIdx decode_raw(std::span<const std::uint8_t> bytes, std::vector<std::uint8_t>* owned,
-                      const std::string& name, const ReadLimits& limits) {
-  DecodedIdx d;
-  d.place = {name, false};
-  if (bytes.size() > limits.max_input_bytes) {
-    throw Error(ErrorCode::kLimit,
-                name + ": file is " + std::to_string(bytes.size()) + " bytes, over the limit of " +
-                    std::to_string(limits.max_input_bytes) + " (--max-input-bytes)");
+void check_raw_size(const DecodedIdx& d, std::uint64_t file_bytes, const ReadLimits& limits) {
+  const IdxHeader& h = d.header;
+  if (file_bytes > limits.max_input_bytes) {
+    throw Error(ErrorCode::kLimit, d.place.name + ": file is " + std::to_string(file_bytes) +
+                                       " bytes, over the limit of " +
+                                       std::to_string(limits.max_input_bytes) +
+                                       " (--max-input-bytes)");
   }
-  IdxHeader& h = d.header;
-  std::uint32_t ndims =
-      parse_magic(bytes.first(std::min<std::size_t>(kMagicBytes, bytes.size())), d.place, h);
-  std::size_t dim_avail = std::min<std::size_t>(kDimBytes * ndims, bytes.size() - kMagicBytes);
-  parse_dims(bytes.subspan(kMagicBytes, dim_avail), ndims, d.place, h);
-  std::uint64_t after_header = bytes.size() - h.header_bytes;
+  std::uint64_t after_header = file_bytes - h.header_bytes;
   if (h.payload_bytes > after_header) {
     d.place.fail(ErrorCode::kFormat, d.place.at(h.header_bytes) + ": header declares " +
                                          declared(h) + ", but the file holds " +
@@ -296,7 +294,26 @@ DecodedIdx decode_raw(std::span<const std::uint8_t> bytes, std::vector<std::uint
                      ": expected end of file after the payload (" + declared(h) + "), found " +
                      std::to_string(after_header - h.payload_bytes) + " more bytes");
   }
-  d.payload = bytes.subspan(static_cast<std::size_t>(h.header_bytes));
+}
+
+// The magic and dimensions from the first bytes of raw IDX data (all of it, or a prefix).
+void parse_raw_header(std::span<const std::uint8_t> head, DecodedIdx& d) {
+  std::uint32_t ndims =
+      parse_magic(head.first(std::min<std::size_t>(kMagicBytes, head.size())), d.place, d.header);
+  std::size_t dim_avail = std::min<std::size_t>(
+      kDimBytes * ndims, head.size() - std::min<std::size_t>(kMagicBytes, head.size()));
+  parse_dims(head.subspan(std::min<std::size_t>(kMagicBytes, head.size()), dim_avail), ndims,
+             d.place, d.header);
+}
+
+DecodedIdx decode_raw(std::span<const std::uint8_t> bytes, std::vector<std::uint8_t>* owned,
+                      const std::string& name, const ReadLimits& limits) {
+  DecodedIdx d;
+  d.place = {name, false};
+  if (bytes.size() > limits.max_input_bytes) check_raw_size(d, bytes.size(), limits);
+  parse_raw_header(bytes, d);
+  check_raw_size(d, bytes.size(), limits);
+  d.payload = bytes.subspan(static_cast<std::size_t>(d.header.header_bytes));
   if (owned != nullptr) d.storage = std::move(*owned);  // the span stays valid: same buffer
   return d;
 }
@@ -429,6 +446,40 @@ void require_images(const DecodedIdx& img) {
   }
 }
 
+// The shard's images of an IDX file. Uncompressed: the header and the file's size are checked as
+// for a whole read, then only the shard's rows are read. gzip (null returned): the caller reads
+// the whole file and keeps the shard.
+std::optional<DecodedIdx> read_decoded_shard(const std::string& path, const ReadLimits& limits,
+                                             Shard shard) {
+  constexpr std::uint64_t kMaxHeader = kMagicBytes + kDimBytes * 255;
+  FileSlice head = read_file_slice(path, 0, kMaxHeader, limits.max_input_bytes);
+  if (detail::is_gzip(head.bytes)) return std::nullopt;
+  DecodedIdx d;
+  d.place = {path, false};
+  parse_raw_header(head.bytes, d);
+  check_raw_size(d, head.file_size, limits);
+  IdxHeader& h = d.header;
+  require_images(d);
+  const std::uint64_t rows = h.dims[0], per_row = h.payload_bytes / rows;
+  const auto begin = static_cast<std::uint64_t>(shard.begin(static_cast<Index>(rows)));
+  const auto end = static_cast<std::uint64_t>(shard.end(static_cast<Index>(rows)));
+  FileSlice part = read_file_slice(path, h.header_bytes + begin * per_row, (end - begin) * per_row,
+                                   limits.max_input_bytes);
+  if (part.bytes.size() != (end - begin) * per_row || part.file_size != head.file_size) {
+    throw Error(ErrorCode::kIo, path + ": the file changed while being read (" +
+                                    std::to_string(head.file_size) + " bytes, then " +
+                                    std::to_string(part.file_size) + ")");
+  }
+  d.file_rows = rows;
+  d.first_row = begin;
+  h.dims[0] = static_cast<std::uint32_t>(end - begin);
+  h.count = (end - begin) * (h.count / rows);
+  h.payload_bytes = (end - begin) * per_row;
+  d.storage = std::move(part.bytes);
+  d.payload = d.storage;
+  return d;
+}
+
 // Images: n x d1 x ... becomes n rows of d1*... features.
 Dataset images_dataset(DecodedIdx& img) {
   require_images(img);
@@ -438,7 +489,13 @@ Dataset images_dataset(DecodedIdx& img) {
   ds.format = DataFormat::kIdx;
   ds.task = Task::kClassify;
   ds.n = static_cast<Index>(h.dims[0]);
-  ds.n_features = static_cast<Index>(h.count / h.dims[0]);
+  std::uint64_t features = 1;
+  for (std::size_t i = 1; i < h.dims.size(); ++i) features *= h.dims[i];  // <= count: no overflow
+  ds.n_features = static_cast<Index>(features);
+  if (img.file_rows > 0) {  // a shard
+    ds.total_rows = static_cast<Index>(img.file_rows);
+    ds.first_row = static_cast<Index>(img.first_row);
+  }
   for (std::size_t i = 1; i < h.dims.size(); ++i) ds.sample_shape.push_back(h.dims[i]);
   ds.value_scale = value_scale_of(h.type);
   if (h.type == IdxType::kU8) {
@@ -450,12 +507,12 @@ Dataset images_dataset(DecodedIdx& img) {
     for (std::uint64_t i = 0; i < h.count; ++i) {
       double v = idx_element(h.type, img.payload.data(), i);
       if (!std::isfinite(v) || std::fabs(v) > kFloatMax) {
-        img.place.fail(
-            ErrorCode::kData,
-            img.place.at(h.header_bytes + i * esize) + " (image " +
-                std::to_string(i / static_cast<std::uint64_t>(ds.n_features)) + ", value " +
-                std::to_string(i % static_cast<std::uint64_t>(ds.n_features)) +
-                "): expected a finite value within float range, found " + format_value(v));
+        img.place.fail(ErrorCode::kData,
+                       img.place.at(h.header_bytes + (img.first_row * features + i) * esize) +
+                           " (image " + std::to_string(img.first_row + i / features) + ", value " +
+                           std::to_string(i % static_cast<std::uint64_t>(ds.n_features)) +
+                           "): expected a finite value within float range, found " +
+                           format_value(v));
       }
       ds.x_f32[i] = static_cast<float>(v);
     }
@@ -485,10 +542,11 @@ Dataset images_labels_dataset(DecodedIdx& img, DecodedIdx& lab, const ReadLimits
                                          "i8, i16 or i32), found " +
                                          idx_type_name(lh.type));
   }
-  if (lh.dims[0] != img.header.dims[0]) {
+  const std::uint64_t images = img.file_rows > 0 ? img.file_rows : img.header.dims[0];
+  if (lh.dims[0] != images) {
     throw Error(ErrorCode::kData, lab.place.name + ": holds " + std::to_string(lh.dims[0]) +
                                       " labels, but " + img.place.name + " holds " +
-                                      std::to_string(img.header.dims[0]) + " images");
+                                      std::to_string(images) + " images");
   }
   Dataset ds = images_dataset(img);
 
@@ -512,6 +570,12 @@ Dataset images_labels_dataset(DecodedIdx& img, DecodedIdx& lab, const ReadLimits
     }
     max_label = std::max(max_label, v);
     labels[i] = static_cast<std::int32_t>(v);
+  }
+  if (img.file_rows > 0) {  // a shard of the images: its labels
+    labels.erase(labels.begin() + static_cast<std::ptrdiff_t>(img.first_row + img.header.dims[0]),
+                 labels.end());
+    labels.erase(labels.begin(), labels.begin() + static_cast<std::ptrdiff_t>(img.first_row));
+    labels.shrink_to_fit();
   }
   ds.labels = std::move(labels);
   ds.class_names.reserve(static_cast<std::size_t>(max_label + 1));
@@ -551,11 +615,15 @@ Dataset load_idx_images(const std::string& images_path, const ReadLimits& limits
 }
 
 Dataset load_idx(const std::string& images_path, const std::string& labels_path,
-                 const ReadLimits& limits) {
-  DecodedIdx img = read_decoded(images_path, limits);
+                 const ReadLimits& limits, Shard shard) {
+  std::optional<DecodedIdx> part;
+  if (!shard.whole()) part = read_decoded_shard(images_path, limits, shard);
+  DecodedIdx img = part ? std::move(*part) : read_decoded(images_path, limits);
   require_images(img);  // before the labels are read: a swapped pair of paths fails at once
   DecodedIdx lab = read_decoded(labels_path, limits);
-  return images_labels_dataset(img, lab, limits);
+  Dataset ds = images_labels_dataset(img, lab, limits);
+  if (!part) keep_shard(ds, shard);  // gzip: decoded whole
+  return ds;
 }
 
 namespace detail {

@@ -3,8 +3,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -24,6 +26,7 @@ namespace {
 class Fd {
  public:
   explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& other) noexcept : fd_(other.release()) {}
   Fd(const Fd&) = delete;
   Fd& operator=(const Fd&) = delete;
   ~Fd() {
@@ -65,7 +68,10 @@ std::string directory_of(const std::string& path) {
 
 }  // namespace
 
-std::vector<std::uint8_t> read_file(const std::string& path, std::uint64_t max_bytes) {
+namespace {
+
+// An open regular file of at most max_bytes (read_file's checks), and its size.
+Fd open_regular(const std::string& path, std::uint64_t max_bytes, std::uint64_t& size) {
   // O_NONBLOCK so that opening a FIFO with no writer cannot block; it is rejected just below.
   int raw = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (raw < 0) throw_errno(path, "open", errno);
@@ -76,13 +82,22 @@ std::vector<std::uint8_t> read_file(const std::string& path, std::uint64_t max_b
     throw Error(ErrorCode::kIo,
                 path + ": is " + file_kind(st.st_mode) + ", expected a regular file");
   }
-  auto size = static_cast<std::uint64_t>(st.st_size);
+  size = static_cast<std::uint64_t>(st.st_size);
   if (size > max_bytes) {
     throw Error(ErrorCode::kLimit, path + ": file is " + std::to_string(size) +
                                        " bytes, over the limit of " + std::to_string(max_bytes) +
                                        " (--max-input-bytes)");
   }
-  std::vector<std::uint8_t> bytes(static_cast<std::size_t>(size));
+  return fd;
+}
+
+// Exactly bytes.size() bytes from `offset`; a file that ends first has shrunk since its fstat.
+// (read(2), not pread: the fault-injection tests interpose read.)
+void read_exactly(const Fd& fd, const std::string& path, std::uint64_t offset,
+                  std::span<std::uint8_t> bytes, std::uint64_t size) {
+  if (offset != 0 && ::lseek(fd.get(), static_cast<off_t>(offset), SEEK_SET) < 0) {
+    throw_errno(path, "lseek", errno);
+  }
   std::size_t done = 0;
   while (done < bytes.size()) {
     ssize_t got = ::read(fd.get(), bytes.data() + done, bytes.size() - done);
@@ -92,11 +107,32 @@ std::vector<std::uint8_t> read_file(const std::string& path, std::uint64_t max_b
     }
     if (got == 0) {
       throw Error(ErrorCode::kIo, path + ": file shrank while being read: expected " +
-                                      std::to_string(size) + " bytes, got " + std::to_string(done));
+                                      std::to_string(size) + " bytes, got " +
+                                      std::to_string(offset + done));
     }
     done += static_cast<std::size_t>(got);
   }
+}
+
+}  // namespace
+
+std::vector<std::uint8_t> read_file(const std::string& path, std::uint64_t max_bytes) {
+  std::uint64_t size = 0;
+  Fd fd = open_regular(path, max_bytes, size);
+  std::vector<std::uint8_t> bytes(static_cast<std::size_t>(size));
+  read_exactly(fd, path, 0, bytes, size);
   return bytes;
+}
+
+FileSlice read_file_slice(const std::string& path, std::uint64_t offset, std::uint64_t length,
+                          std::uint64_t max_bytes) {
+  FileSlice out;
+  Fd fd = open_regular(path, max_bytes, out.file_size);
+  const std::uint64_t end =
+      offset >= out.file_size ? offset : std::min(out.file_size, offset + length);
+  out.bytes.resize(static_cast<std::size_t>(end - offset));
+  read_exactly(fd, path, offset, out.bytes, out.file_size);
+  return out;
 }
 
 void write_file_atomic(const std::string& path, std::span<const std::uint8_t> bytes) {

@@ -472,5 +472,106 @@ TEST(LoadIdx, RejectsFilesThatDoNotFitTheirRole) {
                {"wide.idx: byte 44", "within float range", "found 1e+300"});
 }
 
+// ---------------------------------------------------------------------------------------------
+// Shards (train --shard-data): a rank reads only its rows of an uncompressed images file.
+
+TEST(LoadIdxShard, ReadsOnlyItsRowsOfARawFileAndTheWholeOfAGzipFile) {
+  TempDir dir;
+  // 7 images of 2 x 3 f32 values; rows 0-2 and 5-6 hold NaN. Shard 1 of 3 is rows 3-4 (parts of
+  // 3, 2, 2 rows): a reader of only those rows never sees a NaN.
+  const Index rows = 7, features = 6;
+  std::vector<double> clean(static_cast<std::size_t>(rows * features)), poisoned;
+  for (std::size_t i = 0; i < clean.size(); ++i) clean[i] = 0.5 * static_cast<double>(i) - 3;
+  poisoned = clean;
+  for (Index r : {0, 1, 2, 5, 6}) poisoned[static_cast<std::size_t>(r * features + 1)] = NAN;
+  const std::vector<double> labels = {0, 1, 2, 3, 1, 0, 4};
+  const std::string lab = dir.write("lab.idx", idx_file(IdxType::kU8, {7}, labels));
+  const std::string raw = dir.write("raw.idx", idx_file(IdxType::kF32, {7, 2, 3}, poisoned));
+  const std::string gz =
+      dir.write("clean.idx.gz", gzip_bytes(idx_file(IdxType::kF32, {7, 2, 3}, clean)));
+  const Shard shard{1, 3};
+  EXPECT_EQ(shard.begin(rows), 3);
+  EXPECT_EQ(shard.end(rows), 5);
+
+  Dataset part = load_idx(raw, lab, {}, shard);
+  EXPECT_EQ(part.n, 2);
+  EXPECT_EQ(part.first_row, 3);
+  EXPECT_EQ(part.total_rows, 7);
+  EXPECT_EQ(part.whole_rows(), 7);
+  EXPECT_EQ(part.n_features, features);
+  EXPECT_EQ(part.sample_shape, (std::vector<Index>{2, 3}));
+  // The classes are the whole labels file's (0..4), though this part holds only 3 and 1.
+  EXPECT_EQ(part.class_names.size(), 5u);
+  EXPECT_EQ(part.labels, (std::vector<std::int32_t>{3, 1}));
+  for (Index i = 0; i < part.n * features; ++i) {
+    EXPECT_EQ(part.x_f32[static_cast<std::size_t>(i)],
+              static_cast<float>(clean[static_cast<std::size_t>(3 * features + i)]));
+  }
+  // A whole read of the same file fails on the first NaN (image 0).
+  expect_error([&] { load_idx(raw, lab, {}); }, ErrorCode::kData, {"raw.idx", "image 0"});
+  // gzip cannot be read in part: the whole file is decoded and the same rows kept.
+  Dataset from_gz = load_idx(gz, lab, {}, shard);
+  EXPECT_EQ(from_gz.x_f32, part.x_f32);
+  EXPECT_EQ(from_gz.labels, part.labels);
+  EXPECT_EQ(from_gz.first_row, 3);
+  EXPECT_EQ(from_gz.total_rows, 7);
+}
+
+TEST(LoadIdxShard, ABadValueInItsRowsIsReportedAtItsPlaceInTheFile) {
+  TempDir dir;
+  std::vector<double> values(5 * 4, 1.0);
+  values[3 * 4 + 2] = INFINITY;  // image 3, value 2: shard 1 of 2 holds rows 3-4
+  const std::string raw = dir.write("inf.idx", idx_file(IdxType::kF32, {5, 4}, values));
+  const std::string lab = dir.write("lab.idx", idx_file(IdxType::kU8, {5}, {0, 1, 0, 1, 0}));
+  EXPECT_EQ(load_idx(raw, lab, {}, Shard{0, 2}).n, 3);                     // rows 0-2 are fine
+  const std::string offset = std::to_string(4 + 2 * 4 + (3 * 4 + 2) * 4);  // header, then f32s
+  expect_error(
+      [&] {
+        load_idx(raw, lab, {}, Shard{1, 2});
+      },
+      ErrorCode::kData, {"inf.idx: byte " + offset, "(image 3, value 2)", "finite"});
+}
+
+TEST(LoadIdxShard, TheHeaderAndSizeAreCheckedAsForAWholeRead) {
+  TempDir dir;
+  const std::string lab = dir.write("lab.idx", idx_file(IdxType::kU8, {4}, {0, 1, 0, 1}));
+  Bytes truncated = idx_file(IdxType::kU8, {4, 3}, std::vector<double>(12, 7));
+  truncated.pop_back();
+  const std::string t = dir.write("short.idx", truncated);
+  expect_error(
+      [&] {
+        load_idx(t, lab, {}, Shard{0, 2});
+      },
+      ErrorCode::kFormat, {"short.idx", "truncated file"});
+  Bytes longer = idx_file(IdxType::kU8, {4, 3}, std::vector<double>(12, 7));
+  longer.push_back(0);
+  const std::string l = dir.write("long.idx", longer);
+  expect_error(
+      [&] {
+        load_idx(l, lab, {}, Shard{1, 2});
+      },
+      ErrorCode::kFormat, {"long.idx", "expected end of file"});
+  const std::string vec = dir.write("vec.idx", idx_file(IdxType::kU8, {4}, {1, 2, 3, 4}));
+  expect_error(
+      [&] {
+        load_idx(vec, lab, {}, Shard{1, 2});
+      },
+      ErrorCode::kData, {"vec.idx", "at least 2 dimensions"});
+  const std::string lab5 = dir.write("lab5.idx", idx_file(IdxType::kU8, {5}, {0, 1, 0, 1, 1}));
+  const std::string ok =
+      dir.write("ok.idx", idx_file(IdxType::kU8, {4, 3}, std::vector<double>(12, 7)));
+  expect_error(
+      [&] {
+        load_idx(ok, lab5, {}, Shard{1, 2});
+      },
+      ErrorCode::kData, {"lab5.idx", "holds 5 labels", "holds 4 images"});
+  // More parts than rows: the last parts are empty, and still know the whole.
+  Dataset none = load_idx(ok, lab, {}, Shard{5, 6});
+  EXPECT_EQ(none.n, 0);
+  EXPECT_EQ(none.total_rows, 4);
+  EXPECT_EQ(none.n_features, 3);
+  EXPECT_EQ(none.class_names.size(), 2u);
+}
+
 }  // namespace
 }  // namespace backprop

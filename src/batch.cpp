@@ -6,7 +6,9 @@
 #include <cmath>
 #include <cstdio>
 #include <numeric>
+#include <vector>
 
+#include "backprop/collective.hpp"
 #include "backprop/rng.hpp"
 #include "kernels/kernels.hpp"
 
@@ -26,28 +28,50 @@ double raw_value(const Dataset& ds, Index row, Index col) {
 
 }  // namespace
 
-Preprocess standardize_preprocess(const Dataset& ds, std::span<const Index> rows) {
+namespace {
+
+// Mean and population standard deviation per feature over `rows`, in double, two passes; with
+// ranks, over every rank's rows (each pass's sums added over the ranks).
+Preprocess standardize(const Dataset& ds, std::span<const Index> rows, Collective* ranks) {
   Preprocess p = scale_preprocess(ds);
-  if (rows.empty()) return p;
-  const auto n = static_cast<double>(rows.size());
-  for (Index j = 0; j < ds.n_features; ++j) {
-    double sum = 0;
-    for (Index r : rows) sum += raw_value(ds, r, j);
-    double mean = sum / n;
-    double ss = 0;
+  const auto nf = static_cast<std::size_t>(ds.n_features);
+  std::vector<double> sums(nf + 1, 0.0);  // Σx per feature, then the row count
+  for (std::size_t j = 0; j < nf; ++j) {
+    for (Index r : rows) sums[j] += raw_value(ds, r, static_cast<Index>(j));
+  }
+  sums[nf] = static_cast<double>(rows.size());
+  if (ranks != nullptr) ranks->sum(sums);
+  const double n = sums[nf];
+  if (n == 0) return p;
+  std::vector<double> mean(nf), ss(nf, 0.0);
+  for (std::size_t j = 0; j < nf; ++j) {
+    mean[j] = sums[j] / n;
     for (Index r : rows) {
-      double d = raw_value(ds, r, j) - mean;
-      ss += d * d;
+      double d = raw_value(ds, r, static_cast<Index>(j)) - mean[j];
+      ss[j] += d * d;
     }
-    double sd = std::sqrt(ss / n);
-    auto u = static_cast<std::size_t>(j);
-    p.shift[u] = static_cast<float>(mean);
+  }
+  if (ranks != nullptr) ranks->sum(ss);
+  for (std::size_t j = 0; j < nf; ++j) {
+    double sd = std::sqrt(ss[j] / n);
+    p.shift[j] = static_cast<float>(mean[j]);
     // A (numerically) constant feature carries no information: centre it, keep its scale.
-    if (sd > 1e-6 * (std::abs(mean) + 1e-30) && std::isfinite(1.0 / sd)) {
-      p.scale[u] = static_cast<float>(1.0 / sd);
+    if (sd > 1e-6 * (std::abs(mean[j]) + 1e-30) && std::isfinite(1.0 / sd)) {
+      p.scale[j] = static_cast<float>(1.0 / sd);
     }
   }
   return p;
+}
+
+}  // namespace
+
+Preprocess standardize_preprocess(const Dataset& ds, std::span<const Index> rows) {
+  return standardize(ds, rows, nullptr);
+}
+
+Preprocess standardize_preprocess_sharded(const Dataset& ds, std::span<const Index> rows,
+                                          Collective& ranks) {
+  return standardize(ds, rows, &ranks);
 }
 
 void gather_batch(const Dataset& ds, std::span<const Index> rows, const Preprocess& pre,
@@ -157,6 +181,17 @@ Split split_validation(const Dataset& ds, double fraction, std::uint64_t seed) {
   return s;
 }
 
+namespace {
+
+std::string hex_digest(XXH128_hash_t h) {
+  char hex[33];
+  std::snprintf(hex, sizeof hex, "%016llx%016llx", static_cast<unsigned long long>(h.high64),
+                static_cast<unsigned long long>(h.low64));
+  return std::string("xxh3-128:") + hex;
+}
+
+}  // namespace
+
 std::string data_hash(const Dataset& ds) {
   XXH3_state_t* state = XXH3_createState();
   BACKPROP_ASSERT(state != nullptr);
@@ -173,10 +208,13 @@ std::string data_hash(const Dataset& ds) {
   for (const auto& c : ds.class_names) add(c.c_str(), c.size() + 1);
   XXH128_hash_t h = XXH3_128bits_digest(state);
   XXH3_freeState(state);
-  char hex[33];
-  std::snprintf(hex, sizeof hex, "%016llx%016llx", static_cast<unsigned long long>(h.high64),
-                static_cast<unsigned long long>(h.low64));
-  return std::string("xxh3-128:") + hex;
+  return hex_digest(h);
+}
+
+std::string combined_data_hash(std::span<const std::string> parts) {
+  std::string all = "parts " + std::to_string(parts.size());
+  for (const std::string& p : parts) all += "\n" + p;
+  return hex_digest(XXH3_128bits(all.data(), all.size()));
 }
 
 }  // namespace backprop

@@ -94,67 +94,126 @@ struct Tally {
 
 }  // namespace
 
-Evaluation evaluate(Model& model, const Dataset& ds, std::span<const Index> rows_in,
-                    const Preprocess& pre, Index batch) {
-  check_fits(model, ds);
-  BACKPROP_ASSERT(batch >= 1 && ds.has_labels());
-  std::vector<Index> all;
-  std::span<const Index> rows = rows_in;
-  if (rows.empty()) {
-    all = all_rows(ds);
-    rows = all;
+namespace {
+
+// What an evaluation adds up over its rows; every field is a sum, so that ranks holding parts of a
+// data set can add theirs together.
+struct EvalSums {
+  Index k = 0;
+  Tally tally;
+  std::vector<std::int64_t> confusion;  // classify: k × k
+  double abs_err = 0;                   // regress: Σ |a − y|
+  // regress, per target: Σ y, Σ y² and Σ (a − y)², for R².
+  std::vector<double> y_sum, y_sq, res_sq;
+
+  // All of it as doubles (counts are exact up to 2^53), and back.
+  std::vector<double> pack() const {
+    std::vector<double> v = {static_cast<double>(tally.n),        tally.loss_sum,
+                             static_cast<double>(tally.correct),  tally.sq_err,
+                             static_cast<double>(tally.n_values), abs_err};
+    for (std::int64_t c : confusion) v.push_back(static_cast<double>(c));
+    for (const auto* part : {&y_sum, &y_sq, &res_sq}) v.insert(v.end(), part->begin(), part->end());
+    return v;
   }
+  void unpack(const std::vector<double>& v) {
+    std::size_t i = 0;
+    tally.n = static_cast<Index>(v[i++]);
+    tally.loss_sum = v[i++];
+    tally.correct = static_cast<Index>(v[i++]);
+    tally.sq_err = v[i++];
+    tally.n_values = static_cast<Index>(v[i++]);
+    abs_err = v[i++];
+    for (std::int64_t& c : confusion) c = static_cast<std::int64_t>(v[i++]);
+    for (auto* part : {&y_sum, &y_sq, &res_sq}) {
+      for (double& x : *part) x = v[i++];
+    }
+  }
+};
+
+// Forward passes over exactly `rows` (none: zero sums).
+EvalSums evaluation_sums(Model& model, const Dataset& ds, std::span<const Index> rows,
+                         const Preprocess& pre, Index batch) {
+  check_fits(model, ds);
+  BACKPROP_ASSERT(batch >= 1 && (rows.empty() || ds.has_labels()));  // an empty part has none
   const Index k = model.n_outputs();
   const auto n = static_cast<Index>(rows.size());
-  Matrix x(std::min(batch, n), ds.n_features), y(std::min(batch, n), k);
-  Evaluation ev;
-  Tally tally;
+  EvalSums s;
+  s.k = k;
   const bool classify = ds.task == Task::kClassify;
   if (classify) {
-    ev.n_classes = k;
-    ev.confusion.assign(static_cast<std::size_t>(k * k), 0);
+    s.confusion.assign(static_cast<std::size_t>(k * k), 0);
+  } else {
+    for (auto* part : {&s.y_sum, &s.y_sq, &s.res_sq}) part->assign(static_cast<std::size_t>(k), 0);
   }
-  double abs_err = 0;
-  // R² needs each target's mean first: one pass for the sums of y and y², one for the residuals.
-  std::vector<double> y_sum(static_cast<std::size_t>(k), 0), y_sq(static_cast<std::size_t>(k), 0),
-      res_sq(static_cast<std::size_t>(k), 0);
+  if (n == 0) return s;
+  Matrix x(std::min(batch, n), ds.n_features), y(std::min(batch, n), k);
   for (Index start = 0; start < n; start += batch) {
     Index b = std::min(batch, n - start);
     auto chunk = rows.subspan(static_cast<std::size_t>(start), static_cast<std::size_t>(b));
     MatrixView xb = x.view().rows_range(0, b), yb = y.view().rows_range(0, b);
     gather_batch(ds, chunk, pre, xb, yb);
     ConstMatrixView a = model.forward(xb);
-    tally.add(ds, chunk, a, yb, model.loss(yb));
+    s.tally.add(ds, chunk, a, yb, model.loss(yb));
     for (Index i = 0; i < b; ++i) {
       if (classify) {
         auto t = ds.labels[static_cast<std::size_t>(chunk[static_cast<std::size_t>(i)])];
-        ++ev.confusion[static_cast<std::size_t>(t * k + argmax_row(a.row(i), k))];
+        ++s.confusion[static_cast<std::size_t>(t * k + argmax_row(a.row(i), k))];
       } else {
         for (Index j = 0; j < k; ++j) {
           double yv = yb(i, j), d = static_cast<double>(a(i, j)) - yv;
           auto u = static_cast<std::size_t>(j);
-          abs_err += std::abs(d);
-          y_sum[u] += yv;
-          y_sq[u] += yv * yv;
-          res_sq[u] += d * d;
+          s.abs_err += std::abs(d);
+          s.y_sum[u] += yv;
+          s.y_sq[u] += yv * yv;
+          s.res_sq[u] += d * d;
         }
       }
     }
   }
-  ev.metrics = tally.metrics(ds.task);
-  if (!classify && n > 0) {
-    ev.mae = abs_err / static_cast<double>(n * k);
+  return s;
+}
+
+Evaluation finish_evaluation(const EvalSums& s, Task task) {
+  Evaluation ev;
+  ev.metrics = s.tally.metrics(task);
+  const Index n = s.tally.n, k = s.k;
+  if (task == Task::kClassify) {
+    ev.n_classes = k;
+    ev.confusion = s.confusion;
+  } else if (n > 0) {
+    ev.mae = s.abs_err / static_cast<double>(n * k);
     double r2 = 0;
     for (std::size_t u = 0; u < static_cast<std::size_t>(k); ++u) {
-      double mean = y_sum[u] / static_cast<double>(n);
-      double ss_tot = y_sq[u] - static_cast<double>(n) * mean * mean;
+      double mean = s.y_sum[u] / static_cast<double>(n);
+      double ss_tot = s.y_sq[u] - static_cast<double>(n) * mean * mean;
       // A constant target has no variance to explain: R² is 1 if it is matched exactly, else 0
       // (scikit-learn's convention).
-      r2 += ss_tot > 0 ? 1.0 - res_sq[u] / ss_tot : (res_sq[u] == 0 ? 1.0 : 0.0);
+      r2 += ss_tot > 0 ? 1.0 - s.res_sq[u] / ss_tot : (s.res_sq[u] == 0 ? 1.0 : 0.0);
     }
     ev.r2 = r2 / static_cast<double>(k);
   }
   return ev;
+}
+
+}  // namespace
+
+Evaluation evaluate(Model& model, const Dataset& ds, std::span<const Index> rows,
+                    const Preprocess& pre, Index batch) {
+  std::vector<Index> all;
+  if (rows.empty()) {
+    all = all_rows(ds);
+    rows = all;
+  }
+  return finish_evaluation(evaluation_sums(model, ds, rows, pre, batch), ds.task);
+}
+
+Evaluation evaluate_sharded(Model& model, const Dataset& ds, std::span<const Index> rows,
+                            const Preprocess& pre, Collective& ranks, Index batch) {
+  EvalSums s = evaluation_sums(model, ds, rows, pre, batch);
+  std::vector<double> v = s.pack();
+  ranks.sum(v);
+  s.unpack(v);
+  return finish_evaluation(s, ds.task);
 }
 
 std::string_view to_string(ScheduleKind k) {
@@ -284,12 +343,24 @@ void measure_health(Model& model, ConstMatrixView x, ConstMatrixView y, EpochSta
   }
 }
 
+void check_has_validation(const TrainOptions& o, bool any) {
+  if ((o.schedule.kind == ScheduleKind::kPlateau || o.patience > 0) && !any) {
+    throw Error(ErrorCode::kUsage,
+                std::string(o.patience > 0 ? "--patience" : "--schedule plateau") +
+                    " watches the validation loss: give --val-split");
+  }
+}
+
 void validate(const Model& model, const TrainData& data, const TrainOptions& o) {
   auto usage = [](const std::string& what) { throw Error(ErrorCode::kUsage, what); };
   const Dataset& ds = *data.data;
   if (o.epochs < 1) usage("epochs must be >= 1");
   if (o.batch_size < 1) usage("batch size must be >= 1");
-  if (data.train_rows.empty()) throw Error(ErrorCode::kData, ds.source + ": no training rows");
+  // A sharded run checks its counts over all the ranks (train()).
+  const bool sharded = data.sharded && o.collective != nullptr && o.collective->size() > 1;
+  if (data.train_rows.empty() && !sharded) {
+    throw Error(ErrorCode::kData, ds.source + ": no training rows");
+  }
   const Index hidden = model.n_layers() - 1;
   if (!o.dropout.empty() && o.dropout.size() != 1 &&
       static_cast<Index>(o.dropout.size()) != hidden) {
@@ -315,11 +386,8 @@ void validate(const Model& model, const TrainData& data, const TrainOptions& o) 
   if (!(s.min_lr >= 0)) usage("--lr-min must be >= 0");
   if (s.plateau_patience < 1) usage("--plateau-patience must be >= 1");
   if (!(s.plateau_factor > 0 && s.plateau_factor < 1)) usage("--plateau-factor must be in (0, 1)");
-  if ((s.kind == ScheduleKind::kPlateau || o.patience > 0) && data.val_rows.empty()) {
-    usage(std::string(o.patience > 0 ? "--patience" : "--schedule plateau") +
-          " watches the validation loss: give --val-split");
-  }
   if (o.patience < 0) usage("--patience must be >= 0");
+  if (!sharded) check_has_validation(o, !data.val_rows.empty());
 }
 
 // The first rows of the training set in dataset order: the same probe batch every epoch.
@@ -440,6 +508,35 @@ std::vector<EpochStats> train(Model& model, Optimizer& optimizer, const TrainDat
   if (data.test != nullptr) check_fits(model, *data.test);
   validate(model, data, options);
 
+  // Data parallelism: this process is rank `rank` of `world` (see collective.hpp).
+  Collective* comm = options.collective;
+  const int world = comm != nullptr ? comm->size() : 1, rank = comm != nullptr ? comm->rank() : 0;
+  const bool sharded = data.sharded && world > 1;
+  // Training rows: this process's, or with sharded data every rank's (parts[r]) and their sum.
+  Index n = static_cast<Index>(data.train_rows.size()),
+        val_n = static_cast<Index>(data.val_rows.size());
+  std::vector<Index> parts;
+  if (sharded) {
+    std::vector<double> counts(2 * static_cast<std::size_t>(world), 0.0);
+    counts[static_cast<std::size_t>(rank)] = static_cast<double>(n);
+    counts[static_cast<std::size_t>(world + rank)] = static_cast<double>(val_n);
+    comm->sum(counts);
+    n = val_n = 0;
+    for (int r = 0; r < world; ++r) {
+      parts.push_back(static_cast<Index>(counts[static_cast<std::size_t>(r)]));
+      n += parts.back();
+      val_n += static_cast<Index>(counts[static_cast<std::size_t>(world + r)]);
+    }
+    if (n == 0) throw Error(ErrorCode::kData, ds.source + ": no training rows on any rank");
+    check_has_validation(options, val_n > 0);
+  }
+  // Sharded: the rows of rank r's part before global position p of an epoch, ⌊parts[r]·p/n⌋, so
+  // that each global batch takes from each rank a share proportional to its part.
+  auto share = [&](int r, Index p) {
+    __extension__ typedef __int128 Wide;  // parts[r]·p can pass 2^63
+    return static_cast<Index>(static_cast<Wide>(parts[static_cast<std::size_t>(r)]) * p / n);
+  };
+
   TrainState st;
   if (resume != nullptr) {
     st = *resume;
@@ -449,17 +546,17 @@ std::vector<EpochStats> train(Model& model, Optimizer& optimizer, const TrainDat
                                         std::to_string(options.epochs) + ")");
     }
     // The saved order must be these training rows, shuffled: anything else is another dataset.
+    // (Sharded, the order is rank 0's, and each rank redraws its own: see below.)
     std::vector<Index> a = st.order, b = data.train_rows;
     std::sort(a.begin(), a.end());
     std::sort(b.begin(), b.end());
-    if (!st.order.empty() && a != b) {
+    if (!sharded && !st.order.empty() && a != b) {
       throw Error(ErrorCode::kData, "the checkpoint's row order does not match the training rows");
     }
     // batch may equal the epoch's batch count: stopped after its last batch, before the epoch's
     // end (evaluation, schedule) ran.
-    const Index rows = static_cast<Index>(b.size());
-    const Index bs = std::min(options.batch_size, rows);
-    if (st.batch < 0 || st.batch > (rows + bs - 1) / bs) {
+    const Index bs = std::min(options.batch_size, n);
+    if (st.batch < 0 || st.batch > (n + bs - 1) / bs) {
       throw Error(ErrorCode::kData, "the checkpoint's batch is past the end of its epoch");
     }
   } else {
@@ -479,15 +576,14 @@ std::vector<EpochStats> train(Model& model, Optimizer& optimizer, const TrainDat
 
   const double base_lr = optimizer.learning_rate();
   // Plain SGD is fused into backward unless the gradients themselves are needed.
-  // Data parallelism: this process is rank `rank` of `world` (see collective.hpp).
-  Collective* comm = options.collective;
-  const int world = comm != nullptr ? comm->size() : 1, rank = comm != nullptr ? comm->rank() : 0;
   const bool fused = optimizer.plain_sgd_rate().has_value() && options.clip_norm == 0 &&
                      options.on_nonfinite == NonFinitePolicy::kStop && world == 1;
 
-  const Index n = static_cast<Index>(data.train_rows.size());
   const Index bs = std::min(options.batch_size, n);
-  Matrix x(bs, ds.n_features), y(bs, model.n_outputs());
+  // Sharded, a rank's share of a batch can exceed bs/world by the rounding of the shares.
+  const Index rows_max =
+      sharded ? std::min<Index>(bs, static_cast<Index>(data.train_rows.size())) + 1 : bs;
+  Matrix x(rows_max, ds.n_features), y(rows_max, model.n_outputs());
   const std::vector<Index> probe = probe_rows(data);
   Matrix px(static_cast<Index>(probe.size()), ds.n_features),
       py(static_cast<Index>(probe.size()), model.n_outputs());
@@ -517,9 +613,16 @@ std::vector<EpochStats> train(Model& model, Optimizer& optimizer, const TrainDat
     const double lr =
         scheduled_rate(base_lr, options.schedule, epoch, options.epochs, st.plateau_scale);
     optimizer.set_learning_rate(lr);
+    if (sharded) {
+      // Each rank's own order, drawn from the seed, the rank and the epoch alone, so that a
+      // resumed rank redraws it (a checkpoint holds rank 0's state only).
+      st.order = data.train_rows;
+      Rng::stream(options.seed, "shard order " + std::to_string(rank) + " " + std::to_string(epoch))
+          .shuffle(st.order.begin(), st.order.end());
+    }
     if (st.batch == 0) {  // a fresh epoch (not resumed in its middle)
       if (st.order.empty()) st.order = data.train_rows;
-      shuffle.shuffle(st.order.begin(), st.order.end());
+      if (!sharded) shuffle.shuffle(st.order.begin(), st.order.end());
       st.seen = st.correct = st.values = st.skipped = 0;
       st.loss_sum = st.sq_err = 0;
     }
@@ -533,12 +636,26 @@ std::vector<EpochStats> train(Model& model, Optimizer& optimizer, const TrainDat
       };
       bool skip = false, stop = false;
       if (world > 1) {
-        // This rank's slice of the global batch; the rest is as one process would do it.
-        const Index lo = b * rank / world, hi = b * (rank + 1) / world;
-        stop = data_parallel_batch(
-            model, optimizer, data, options, *comm, dropout, any_dropout,
-            std::span<const Index>(st.order.data() + start + lo, static_cast<std::size_t>(hi - lo)),
-            b, lo, x.view(), y.view(), smoothing, tally, skip, fail);
+        // This rank's slice of the global batch: rows [lo, hi) of its order, which are rows
+        // [offset, offset + hi − lo) of the batch's `total`; the rest is as one process does it.
+        Index lo = start + b * rank / world, hi = start + b * (rank + 1) / world;
+        Index offset = lo - start, total = b;
+        if (sharded) {
+          total = offset = 0;
+          for (int r = 0; r < world; ++r) {
+            const Index rows = share(r, start + b) - share(r, start);
+            if (r < rank) offset += rows;
+            total += rows;
+          }
+          lo = share(rank, start);
+          hi = share(rank, start + b);
+        }
+        if (total > 0) {  // (sharded, a last batch of fewer rows than ranks may round to none)
+          stop = data_parallel_batch(
+              model, optimizer, data, options, *comm, dropout, any_dropout,
+              std::span<const Index>(st.order.data() + lo, static_cast<std::size_t>(hi - lo)),
+              total, offset, x.view(), y.view(), smoothing, tally, skip, fail);
+        }
       } else {
         std::span<const Index> rows(st.order.data() + start, static_cast<std::size_t>(b));
         MatrixView xb = x.view().rows_range(0, b), yb = y.view().rows_range(0, b);
@@ -593,11 +710,19 @@ std::vector<EpochStats> train(Model& model, Optimizer& optimizer, const TrainDat
     stats.learning_rate = lr;
     stats.train = tally.metrics(ds.task);
     stats.skipped_batches = st.skipped;
-    if (!data.val_rows.empty()) stats.val = evaluate(model, ds, data.val_rows, data.pre).metrics;
-    if (data.test != nullptr && (options.eval_test_each_epoch || epoch == options.epochs)) {
-      stats.test = evaluate(model, *data.test, {}, data.pre).metrics;
+    if (sharded) {
+      if (val_n > 0)
+        stats.val = evaluate_sharded(model, ds, data.val_rows, data.pre, *comm).metrics;
+    } else if (!data.val_rows.empty()) {
+      stats.val = evaluate(model, ds, data.val_rows, data.pre).metrics;
     }
-    measure_health(model, px.view(), py.view(), stats);
+    if (data.test != nullptr && (options.eval_test_each_epoch || epoch == options.epochs)) {
+      stats.test =
+          sharded
+              ? evaluate_sharded(model, *data.test, all_rows(*data.test), data.pre, *comm).metrics
+              : evaluate(model, *data.test, {}, data.pre).metrics;
+    }
+    if (px.rows() > 0) measure_health(model, px.view(), py.view(), stats);
     // The model's parameters must still be finite after the epoch (the fused SGD path updates
     // them without materialising gradients).
     if (!all_finite(model.params())) nonfinite(epoch, st.batch, "a weight is not finite", false);

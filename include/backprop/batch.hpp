@@ -24,6 +24,12 @@ Preprocess scale_preprocess(const Dataset& ds);
 // Standardisation from the given rows: shift = mean, scale = 1 / standard deviation (population),
 // in double; a constant feature gets scale = value_scale so it maps to 0 without dividing by 0.
 Preprocess standardize_preprocess(const Dataset& ds, std::span<const Index> rows);
+class Collective;
+// The same over a data-parallel group whose ranks hold different parts of a data set (Shard):
+// every rank passes its own rows and gets the figures of all the ranks' rows together. Every rank
+// must call it.
+Preprocess standardize_preprocess_sharded(const Dataset& ds, std::span<const Index> rows,
+                                          Collective& ranks);
 
 // Rows `rows` of ds, preprocessed, into x (rows.size() × n_features). If y is not empty, the
 // targets into y (rows.size() × n_outputs): one-hot for classification, or with label smoothing
@@ -50,5 +56,8 @@ Split split_validation(const Dataset& ds, double fraction, std::uint64_t seed);
 // "xxh3-128:<32 hex digits>" of the features, labels or targets, and class names: the identity
 // of a training set, recorded in the model file.
 std::string data_hash(const Dataset& ds);
+// The identity of a data set held in parts (Shard), from the parts' data_hash values in part
+// order: "xxh3-128:<32 hex digits>" of them together. Not the hash of the same data held whole.
+std::string combined_data_hash(std::span<const std::string> parts);
 
 }  // namespace backprop

@@ -46,6 +46,14 @@ struct Evaluation {
 Evaluation evaluate(Model& model, const Dataset& ds, std::span<const Index> rows,
                     const Preprocess& pre, Index batch = 1000);
 
+class Collective;
+
+// The same over a data-parallel group whose ranks hold different parts of a data set (Shard):
+// each rank evaluates exactly `rows` of its own part (none when empty), and every rank returns
+// the figures of all the ranks' rows together. Every rank must call it.
+Evaluation evaluate_sharded(Model& model, const Dataset& ds, std::span<const Index> rows,
+                            const Preprocess& pre, Collective& ranks, Index batch = 1000);
+
 // The learning rate of each epoch e = 1..E, from the base rate η of the optimizer:
 //   warm-up  e <= W: η·e/(W+1), linear (so one warm-up epoch runs at η/2, not η)
 //   then, with t = e − W − 1 epochs since the warm-up and T = E − W:
@@ -68,8 +76,6 @@ struct ScheduleOptions {
 };
 
 enum class NonFinitePolicy { kStop, kSkipBatch };
-
-class Collective;
 
 struct TrainOptions {
   int epochs = 10;
@@ -102,6 +108,12 @@ struct TrainData {
   std::vector<Index> train_rows, val_rows;  // rows of *data
   const Dataset* test = nullptr;            // optional
   Preprocess pre;
+  // With a collective (TrainOptions::collective): each rank's data, rows and test set are its own
+  // part of the whole (Shard), not the same on every rank. Each epoch every rank shuffles its
+  // training rows, and each global batch takes from every rank a share of its rows proportional
+  // to its part (see docs/distributed.md); validation and test figures are summed over the ranks.
+  // Ranks whose parts differ in size see every one of their rows once per epoch all the same.
+  bool sharded = false;
 };
 
 // Per layer, measured on a fixed probe batch (the first rows of the training set, no dropout)

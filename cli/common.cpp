@@ -259,7 +259,7 @@ void check_dir(const std::string& dir) {
 // One data file: IDX images or a NumPy array with labels, or CSV.
 Dataset load_one(const std::string& flag, const std::string& path, const std::string& labels_flag,
                  const std::string& labels, const DataFlags& f, const CsvOptions& csv,
-                 std::vector<std::string>& inputs) {
+                 std::vector<std::string>& inputs, Shard shard = {}) {
   inputs.push_back(path);
   if (looks_like_npy(path)) {
     if (labels.empty()) {
@@ -268,7 +268,9 @@ Dataset load_one(const std::string& flag, const std::string& path, const std::st
                                          " FILE (.npy)");
     }
     inputs.push_back(labels);
-    return load_npy(path, labels, csv.task, f.limits());
+    Dataset ds = load_npy(path, labels, csv.task, f.limits());
+    keep_shard(ds, shard);
+    return ds;
   }
   // A labels file says the data is IDX, whatever its first bytes (a broken magic must be
   // reported by the IDX loader, not read as CSV).
@@ -278,9 +280,11 @@ Dataset load_one(const std::string& flag, const std::string& path, const std::st
                                          labels_flag + " FILE");
     }
     inputs.push_back(labels);
-    return load_idx(path, labels, f.limits());
+    return load_idx(path, labels, f.limits(), shard);
   }
-  return load_csv(path, csv, f.limits());
+  Dataset ds = load_csv(path, csv, f.limits());
+  keep_shard(ds, shard);
+  return ds;
 }
 
 }  // namespace
@@ -336,7 +340,7 @@ void align_labels(Dataset& ds, const std::vector<std::string>& classes) {
 
 }  // namespace
 
-TrainingData load_training_data(const DataFlags& f) {
+TrainingData load_training_data(const DataFlags& f, Shard shard) {
   TrainingData out;
   if (!f.data_dir.empty() && !f.train.empty()) {
     throw Error(ErrorCode::kUsage, "give either --data DIR or --train FILE, not both");
@@ -350,7 +354,7 @@ TrainingData load_training_data(const DataFlags& f) {
   CsvOptions csv = f.csv_options();
   if (!f.train.empty()) {
     csv.min_rows = 2;
-    out.train = load_one("--train", f.train, "--labels", f.labels, f, csv, out.inputs);
+    out.train = load_one("--train", f.train, "--labels", f.labels, f, csv, out.inputs, shard);
   } else {
     std::string dir = f.data_dir.empty() ? kDefaultDataDir : f.data_dir;
     if (f.data_dir.empty() && !exists(dir)) {
@@ -362,17 +366,17 @@ TrainingData load_training_data(const DataFlags& f) {
     std::string images = require_in_dir(dir, "train-images-idx3-ubyte");
     std::string labels = require_in_dir(dir, "train-labels-idx1-ubyte");
     out.inputs = {images, labels};
-    out.train = load_idx(images, labels, f.limits());
+    out.train = load_idx(images, labels, f.limits(), shard);
     std::string ti = find_in_dir(dir, "t10k-images-idx3-ubyte");
     std::string tl = find_in_dir(dir, "t10k-labels-idx1-ubyte");
     if (!ti.empty() && !tl.empty()) {
       out.inputs.push_back(ti);
       out.inputs.push_back(tl);
-      out.test = load_idx(ti, tl, f.limits());
+      out.test = load_idx(ti, tl, f.limits(), shard);
     }
   }
-  if (out.train.n < 2) {
-    throw Error(ErrorCode::kData, out.train.source + ": " + std::to_string(out.train.n) +
+  if (out.train.whole_rows() < 2) {
+    throw Error(ErrorCode::kData, out.train.source + ": " + std::to_string(out.train.whole_rows()) +
                                       " example(s); training needs at least 2");
   }
   if (!f.test.empty()) {
@@ -383,7 +387,8 @@ TrainingData load_training_data(const DataFlags& f) {
     if (out.train.format == DataFormat::kCsv && f.label_column.empty()) {
       tcsv.default_label_columns = header_label_columns(out.train.label_columns);
     }
-    out.test = load_one("--test", f.test, "--test-labels", f.test_labels, f, tcsv, out.inputs);
+    out.test =
+        load_one("--test", f.test, "--test-labels", f.test_labels, f, tcsv, out.inputs, shard);
   }
   if (out.test) {
     if (out.test->n_features != out.train.n_features) {

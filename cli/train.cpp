@@ -56,7 +56,7 @@ struct TrainFlags {
   int checkpoint_every = 1, keep = 3;
   double checkpoint_minutes = 0;
   std::string save = "model.safetensors", log, report;
-  bool no_save = false, quiet = false, no_overlap = false;
+  bool no_save = false, quiet = false, no_overlap = false, shard_data = false;
   // Which flags were given (CLI11 options), for defaults that depend on others.
   CLI::Option *lr_opt = nullptr, *gamma_opt = nullptr, *wd_opt = nullptr;
   CLI::Option *layers_opt = nullptr, *hidden_opt = nullptr, *activation_opt = nullptr,
@@ -256,6 +256,24 @@ void diff_configs(const nlohmann::json& a, const nlohmann::json& b, const std::s
   }
 }
 
+// Sharded: the identity of the whole data set from every rank's part, the same on every rank.
+std::string sharded_data_hash(MpiGroup& group, const Dataset& ds) {
+  const std::string mine = data_hash(ds);  // "xxh3-128:" and 32 hex digits
+  constexpr std::size_t kDigits = 9;
+  const std::vector<std::uint64_t> high =
+      group.gather(std::stoull(mine.substr(kDigits, 16), nullptr, 16));
+  const std::vector<std::uint64_t> low =
+      group.gather(std::stoull(mine.substr(kDigits + 16, 16), nullptr, 16));
+  std::vector<std::string> parts;
+  for (std::size_t r = 0; r < high.size(); ++r) {
+    char hex[33];
+    std::snprintf(hex, sizeof hex, "%016llx%016llx", static_cast<unsigned long long>(high[r]),
+                  static_cast<unsigned long long>(low[r]));
+    parts.push_back(std::string("xxh3-128:") + hex);
+  }
+  return combined_data_hash(parts);
+}
+
 // collective_error: set when the error was raised on every rank at once (a decision the ranks
 // took together), so that each can end normally instead of aborting the job.
 int run_train_on(TrainFlags& f, MpiGroup* group, bool& collective_error) {
@@ -340,6 +358,13 @@ int run_train_on(TrainFlags& f, MpiGroup* group, bool& collective_error) {
   if (!f.report.empty() && (f.report == save || f.report == f.log)) {
     throw Error(ErrorCode::kUsage, "--report names the same file as --save or --log");
   }
+  // Sharded, no rank holds the whole data the report's confusion matrix and examples come from.
+  const bool sharded = f.shard_data && group != nullptr;
+  if (sharded && !f.report.empty()) {
+    throw Error(ErrorCode::kUsage,
+                "--report needs the whole data on one rank, and --shard-data splits it: write "
+                "--log and --save, then run backprop report --log LOG --model MODEL --test FILE");
+  }
   if (!f.resume.empty()) check_directory("--resume", f.resume, false);
   if (!checkpoint_dir.empty()) check_directory("--checkpoint-dir", checkpoint_dir, true);
   if (!rank0) {  // only rank 0 writes files
@@ -360,7 +385,8 @@ int run_train_on(TrainFlags& f, MpiGroup* group, bool& collective_error) {
     spec = from->model.spec();
   }
 
-  TrainingData td = load_training_data(f.data);
+  const Shard shard = sharded ? Shard{group->rank(), group->size()} : Shard{};
+  TrainingData td = load_training_data(f.data, shard);
   check_output_path("--save", save, td.inputs);
   check_output_path("--log", f.log, td.inputs);
   check_output_path("--report", f.report, td.inputs);
@@ -396,8 +422,11 @@ int run_train_on(TrainFlags& f, MpiGroup* group, bool& collective_error) {
     spec.layers.push_back(ds.n_outputs());
   }
 
+  // Sharded: each rank splits its own part (the loop checks that some rank has training rows).
   Split split = split_validation(ds, f.val_split, f.seed);
-  if (split.train.empty()) throw Error(ErrorCode::kData, "--val-split leaves no training rows");
+  if (split.train.empty() && !sharded) {
+    throw Error(ErrorCode::kData, "--val-split leaves no training rows");
+  }
   // CSV columns come in any units: standardise them unless told not to. IDX images are scaled
   // to [0, 1] and left at that unless asked.
   bool standardize = f.standardize || (!f.no_standardize && ds.format == DataFormat::kCsv);
@@ -406,8 +435,7 @@ int run_train_on(TrainFlags& f, MpiGroup* group, bool& collective_error) {
   data.train_rows = split.train;
   data.val_rows = split.val;
   data.test = td.test ? &*td.test : nullptr;
-  data.pre = standardize ? standardize_preprocess(ds, split.train) : scale_preprocess(ds);
-  if (from && !from->info.preprocess.shift.empty()) data.pre = from->info.preprocess;
+  data.sharded = sharded;
 
   Model model(spec);
   if (from) {
@@ -422,11 +450,8 @@ int run_train_on(TrainFlags& f, MpiGroup* group, bool& collective_error) {
   info.feature_names = ds.feature_names;
   info.label_columns = ds.label_columns;
   info.sample_shape = ds.sample_shape;
-  info.preprocess = data.pre;
   info.seed = f.seed;
   info.init = from ? "from " + f.init_from : std::string(to_string(init));
-  info.data_hash = data_hash(ds);
-  info.train_examples = static_cast<Index>(split.train.size());
   const std::string config = run_config(f, spec, oc, options, standardize).dump();
 
   // --resume: the newest valid checkpoint of the directory, refused if it belongs to another run.
@@ -450,6 +475,51 @@ int run_train_on(TrainFlags& f, MpiGroup* group, bool& collective_error) {
       throw Error(ErrorCode::kUsage, "--resume " + f.resume + ": " + ckpt->path +
                                          " was made with another configuration: " + list);
     }
+  }
+
+  if (group != nullptr) {
+    // Before the first sum: every rank must be running the same command on the same data, from
+    // the same checkpoint. Sharded, each rank holds other rows: it compares what it knows of the
+    // whole (the row counts, the features, the classes).
+    options.collective = group;
+    std::string what = config + "\n" + (ckpt ? ckpt->path : std::string()) + "\n";
+    if (sharded) {
+      what += std::to_string(ds.whole_rows()) + " " + std::to_string(ds.n_features) + " " +
+              (td.test ? std::to_string(td.test->whole_rows()) : std::string("-"));
+      for (const std::string& c : ds.class_names) what += "\n" + c;
+    } else {
+      what += data_hash(ds);
+    }
+    const std::vector<std::uint64_t> all = group->gather(fingerprint(what));
+    for (int r = 1; r < group->size(); ++r) {
+      if (all[static_cast<std::size_t>(r)] != all[0]) {
+        collective_error = true;
+        throw Error(ErrorCode::kUsage,
+                    "rank " + std::to_string(r) + " of " + std::to_string(group->size()) +
+                        " has another configuration, data or checkpoint than rank 0: every "
+                        "rank must run the same command on the same files");
+      }
+    }
+  }
+
+  // The data's identity and its preprocessing; sharded, over every rank's part.
+  info.data_hash = sharded ? sharded_data_hash(*group, ds) : data_hash(ds);
+  if (standardize) {
+    data.pre = sharded ? standardize_preprocess_sharded(ds, split.train, *group)
+                       : standardize_preprocess(ds, split.train);
+  } else {
+    data.pre = scale_preprocess(ds);
+  }
+  if (from && !from->info.preprocess.shift.empty()) data.pre = from->info.preprocess;
+  info.preprocess = data.pre;
+  // Row counts of the whole run (sharded: summed over the ranks).
+  std::array<double, 2> counts = {static_cast<double>(split.train.size()),
+                                  static_cast<double>(split.val.size())};
+  if (sharded) group->sum(counts);
+  const auto train_rows = static_cast<Index>(counts[0]), val_rows = static_cast<Index>(counts[1]);
+  info.train_examples = train_rows;
+
+  if (ckpt) {
     if (ckpt->data_hash != info.data_hash) {
       throw Error(ErrorCode::kData, "--resume " + f.resume + ": " + ckpt->path +
                                         " was trained on other data (" + ckpt->data_hash +
@@ -466,14 +536,16 @@ int run_train_on(TrainFlags& f, MpiGroup* group, bool& collective_error) {
 
   if (!f.quiet) {
     std::string arch = format_layers(spec.layers);
-    std::printf("data    %s: %s examples (%s for training, %s held out)%s\n", ds.source.c_str(),
-                format_thousands(static_cast<double>(ds.n)).c_str(),
-                format_thousands(static_cast<double>(split.train.size())).c_str(),
-                format_thousands(static_cast<double>(split.val.size())).c_str(),
-                td.test ? (", test " + td.test->source + ": " +
-                           format_thousands(static_cast<double>(td.test->n)) + " examples")
-                              .c_str()
-                        : "");
+    std::printf(
+        "data    %s: %s examples (%s for training, %s held out)%s%s\n", ds.source.c_str(),
+        format_thousands(static_cast<double>(ds.whole_rows())).c_str(),
+        format_thousands(static_cast<double>(train_rows)).c_str(),
+        format_thousands(static_cast<double>(val_rows)).c_str(),
+        td.test ? (", test " + td.test->source + ": " +
+                   format_thousands(static_cast<double>(td.test->whole_rows())) + " examples")
+                      .c_str()
+                : "",
+        sharded ? (", sharded over " + std::to_string(group->size()) + " ranks").c_str() : "");
     std::printf("model   %s, %s hidden, %s output, %s loss, %s parameters, init %s\n", arch.c_str(),
                 std::string(to_string(spec.hidden)).c_str(),
                 std::string(to_string(spec.output)).c_str(),
@@ -490,7 +562,7 @@ int run_train_on(TrainFlags& f, MpiGroup* group, bool& collective_error) {
     std::fflush(stdout);
   }
 
-  EpochTable table(ds.task, !split.val.empty(), td.test && f.eval_test_each_epoch);
+  EpochTable table(ds.task, val_rows > 0, td.test && f.eval_test_each_epoch);
   if (!f.quiet) table.header();
   ProgressBar bar;
   std::string log_text;
@@ -503,22 +575,6 @@ int run_train_on(TrainFlags& f, MpiGroup* group, bool& collective_error) {
     for (const EpochStats& s : ckpt->state.history) {
       if (!f.quiet) table.row(s);
       log_epoch(s);
-    }
-  }
-  if (group != nullptr) {
-    // Before the first sum: every rank must be running the same command on the same data, from
-    // the same checkpoint.
-    options.collective = group;
-    const std::vector<std::uint64_t> all = group->gather(
-        fingerprint(config + "\n" + info.data_hash + "\n" + (ckpt ? ckpt->path : std::string())));
-    for (int r = 1; r < group->size(); ++r) {
-      if (all[static_cast<std::size_t>(r)] != all[0]) {
-        collective_error = true;
-        throw Error(ErrorCode::kUsage,
-                    "rank " + std::to_string(r) + " of " + std::to_string(group->size()) +
-                        " has another configuration, data or checkpoint than rank 0: every "
-                        "rank must run the same command on the same files");
-      }
     }
   }
   TrainCallbacks callbacks;
@@ -546,9 +602,11 @@ int run_train_on(TrainFlags& f, MpiGroup* group, bool& collective_error) {
     history = train(model, *optimizer, data, options, callbacks, ckpt ? &ckpt->state : nullptr);
   } catch (const Error& e) {
     if (e.code() != ErrorCode::kInterrupted) {
-      // With several ranks, a non-finite value or a bad option is seen by all of them at once
-      // (the loop decides from summed figures); a failed checkpoint write is rank 0's alone.
-      collective_error = e.code() == ErrorCode::kNumeric || e.code() == ErrorCode::kUsage;
+      // With several ranks, a non-finite value, a bad option or data that does not fit is seen by
+      // all of them at once (the loop decides from summed figures); a failed checkpoint write is
+      // rank 0's alone.
+      collective_error = e.code() == ErrorCode::kNumeric || e.code() == ErrorCode::kUsage ||
+                         e.code() == ErrorCode::kData;
       throw;
     }
     bar.clear();
@@ -577,7 +635,9 @@ int run_train_on(TrainFlags& f, MpiGroup* group, bool& collective_error) {
   }
   if (td.test) {
     // The final model (with early stopping: the best epoch's) on the test set.
-    const Metrics t = evaluate(model, *td.test, {}, data.pre).metrics;
+    const Metrics t =
+        sharded ? evaluate_sharded(model, *td.test, all_rows(*td.test), data.pre, *group).metrics
+                : evaluate(model, *td.test, {}, data.pre).metrics;
     if (ds.task == Task::kClassify) {
       std::printf("test accuracy %s, loss %s (%s examples)\n", format_percent(t.accuracy).c_str(),
                   format_fixed(t.loss, 4).c_str(),
@@ -587,8 +647,9 @@ int run_train_on(TrainFlags& f, MpiGroup* group, bool& collective_error) {
                   format_fixed(t.loss, 4).c_str(),
                   format_thousands(static_cast<double>(t.n)).c_str());
     }
-  } else if (!split.val.empty()) {
-    const Metrics v = evaluate(model, ds, split.val, data.pre).metrics;
+  } else if (val_rows > 0) {
+    const Metrics v = sharded ? evaluate_sharded(model, ds, split.val, data.pre, *group).metrics
+                              : evaluate(model, ds, split.val, data.pre).metrics;
     std::printf("validation %s %s (%s examples)\n",
                 ds.task == Task::kClassify ? "accuracy" : "rmse",
                 ds.task == Task::kClassify ? format_percent(v.accuracy).c_str()
@@ -774,6 +835,9 @@ Run add_train(CLI::App& app) {
                   "continue from the newest valid checkpoint in this folder (same flags and data "
                   "as the interrupted run); new checkpoints go there too");
 
+  cmd->add_flag("--shard-data", f->shard_data,
+                "under mpirun: each rank reads and keeps only its part of the training and test "
+                "data (1/N of the rows) instead of all of it; see docs/distributed.md");
   cmd->add_flag("--no-overlap", f->no_overlap,
                 "under mpirun: sum all gradients after backward instead of each layer's as soon as "
                 "it is done (to measure the overlap)");

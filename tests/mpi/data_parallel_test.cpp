@@ -1,8 +1,9 @@
-// Data-parallel training under mpirun on this machine (docs/distributed.md): N = 2 and 3 ranks
+// Data-parallel training under mpirun on this machine (docs/distributed.md): N = 2, 3 and 4 ranks
 // agree with one process, a fixed N is bitwise reproducible, ranks that disagree about the
 // configuration or fail to load their data end the job quickly with their message, a killed rank
 // ends the job, and a job restarted from its checkpoint with the same N finishes with the model of
-// an uninterrupted run.
+// an uninterrupted run. With --shard-data (each rank holds its part of the rows) the same, and
+// full-batch training agrees with one process's; more ranks than rows works in both modes.
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -13,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -57,6 +59,8 @@ class DataParallel : public ::testing::Test {
     fs::create_directories(root_->path() / "captures");
     write_text(root_->path() / "data.csv", cli_test::spirals_csv(3, 1200, 2));
     write_text(root_->path() / "bad.csv", "x,y,n1,n2,label\n0.1,0.2,0.3,zero,1\n");
+    write_text(root_->path() / "test.csv", cli_test::spirals_csv(4, 400, 2));
+    write_text(root_->path() / "tiny.csv", "x,y,label\n0.5,-1,0\n-0.25,2,1\n");
   }
   static void TearDownTestSuite() {
     delete root_;
@@ -104,6 +108,10 @@ class DataParallel : public ::testing::Test {
     return c.wait(timeout);
   }
 
+  // Trains 12 epochs on 2 ranks with checkpoints, kills rank 1 once a checkpoint exists, and
+  // restarts with --resume: the model must be the uninterrupted run's.
+  static void kill_and_resume(const fs::path& d, const std::vector<std::string>& extra);
+
   static TempDir* root_;
 };
 TempDir* DataParallel::root_ = nullptr;
@@ -143,9 +151,25 @@ double relative_difference(const fs::path& a, const fs::path& b) {
   return worst;
 }
 
-std::string accuracy_line(const std::string& out) {
-  const std::size_t at = out.find("validation accuracy");
+std::string accuracy_line(const std::string& out, const std::string& what = "validation accuracy") {
+  const std::size_t at = out.find(what);
   return at == std::string::npos ? "" : out.substr(at, out.find('\n', at) - at);
+}
+
+// The percentage of "validation accuracy 91.25% (...)", or -1.
+double accuracy_of(const std::string& out) {
+  const std::string line = accuracy_line(out);
+  return line.empty() ? -1 : std::stod(line.substr(std::string("validation accuracy ").size()));
+}
+
+// A string of the model file's metadata.
+std::string metadata_of(const fs::path& file, const std::string& key) {
+  const Bytes b = read_bytes(file);
+  std::uint64_t n = 0;
+  std::memcpy(&n, b.data(), 8);
+  const auto header =
+      nlohmann::json::parse(std::string(b.begin() + 8, b.begin() + 8 + static_cast<long>(n)));
+  return header.at("__metadata__").value(key, std::string());
 }
 
 TEST_F(DataParallel, TwoAndThreeRanksAgreeWithOneProcessAndEachIsReproducible) {
@@ -161,7 +185,7 @@ TEST_F(DataParallel, TwoAndThreeRanksAgreeWithOneProcessAndEachIsReproducible) {
     const std::string one = path("one-" + optimizer[1] + ".safetensors").string();
     const Ended e1 = run(0, train_args(one, optimizer));
     ASSERT_TRUE(e1.exited && e1.exit_code == 0) << e1.describe();
-    for (int n : {2, 3}) {
+    for (int n : {2, 3, 4}) {
       SCOPED_TRACE(std::to_string(n) + " ranks");
       const std::string a = path(optimizer[1] + std::to_string(n) + "a.safetensors").string();
       const Ended ea = run(n, train_args(a, optimizer));
@@ -220,20 +244,145 @@ TEST_F(DataParallel, RanksWithAnotherConfigurationAreRefusedBeforeTraining) {
   EXPECT_FALSE(fs::exists(path("never2.safetensors")));
 }
 
+TEST_F(DataParallel, ShardedFullBatchTrainingAgreesWithOneProcess) {
+  // With the whole training set in one batch the order of the rows does not matter, so ranks
+  // holding a part each (their own shuffles, shares of each batch, standardisation and test
+  // figures summed over the ranks) must give one process's model up to the order of the sums.
+  const auto args = [&](const std::string& save, bool shard) {
+    std::vector<std::string> a = {"train",
+                                  "--train",
+                                  path("data.csv").string(),
+                                  "--test",
+                                  path("test.csv").string(),
+                                  "--hidden",
+                                  "16",
+                                  "--activation",
+                                  "tanh",
+                                  "--optimizer",
+                                  "momentum",
+                                  "--lr",
+                                  "0.2",
+                                  "--epochs",
+                                  "40",
+                                  "--batch-size",
+                                  "100000",
+                                  "--threads",
+                                  "1",
+                                  "--save",
+                                  save};
+    if (shard) a.push_back("--shard-data");
+    return a;
+  };
+  const std::string one = path("full-one.safetensors").string();
+  const Ended e1 = run(0, args(one, true));  // alone, --shard-data changes nothing
+  ASSERT_TRUE(e1.exited && e1.exit_code == 0) << e1.describe();
+  const std::string test_line = accuracy_line(e1.out, "test accuracy");
+  ASSERT_NE(test_line, "") << e1.out;
+  for (int n : {2, 3}) {
+    SCOPED_TRACE(std::to_string(n) + " ranks");
+    const std::string a = path("full-" + std::to_string(n) + ".safetensors").string();
+    const Ended ea = run(n, args(a, true));
+    ASSERT_TRUE(ea.exited && ea.exit_code == 0) << ea.describe();
+    const double rel = relative_difference(one, a);
+    std::cout << "sharded, " << n
+              << " ranks vs one process after 40 full-batch steps: max relative "
+              << "difference " << rel << "\n";
+    EXPECT_LT(rel, 1e-5);
+    // The test set is summed over the ranks' parts: all 400 examples, the same accuracy.
+    const std::string line = accuracy_line(ea.out, "test accuracy");
+    EXPECT_EQ(line.substr(0, line.find(',')), test_line.substr(0, test_line.find(',')));
+    EXPECT_NE(line.find("(400 examples)"), std::string::npos) << line;
+    EXPECT_NE(ea.out.find("1,200 examples (1,200 for training, 0 held out), test"),
+              std::string::npos)
+        << ea.out;
+    EXPECT_NE(ea.out.find("sharded over " + std::to_string(n) + " ranks"), std::string::npos);
+    EXPECT_EQ(metadata_of(a, "train_examples"), "1200");
+  }
+}
+
+TEST_F(DataParallel, ShardedRanksTrainTogetherAndAreReproducible) {
+  // Mini-batches: each rank shuffles its own part, so the run is not one process's, but it
+  // learns the spirals as well, sees every training row once an epoch, and is bitwise
+  // reproducible for a fixed N.
+  const std::vector<std::string> lr = {"--lr", "0.01"};
+  const Ended e1 = run(0, train_args(path("sh-one.safetensors").string(), lr, "20"));
+  ASSERT_TRUE(e1.exited && e1.exit_code == 0) << e1.describe();
+  std::cout << "one process, 20 epochs: validation accuracy " << accuracy_of(e1.out) << "%\n";
+  for (int n : {2, 3}) {
+    SCOPED_TRACE(std::to_string(n) + " ranks");
+    const std::string a = path("sh" + std::to_string(n) + "a.safetensors").string();
+    const std::string log = path("sh" + std::to_string(n) + ".jsonl").string();
+    const Ended ea = run(n, train_args(a, {"--lr", "0.01", "--shard-data", "--log", log}, "20"));
+    ASSERT_TRUE(ea.exited && ea.exit_code == 0) << ea.describe();
+    std::cout << "sharded, " << n << " ranks, 20 epochs: validation accuracy "
+              << accuracy_of(ea.out) << "%\n";
+    EXPECT_GT(accuracy_of(ea.out), 85.0) << ea.out;
+    EXPECT_GT(accuracy_of(ea.out), accuracy_of(e1.out) - 5.0) << ea.out;
+    EXPECT_EQ(metadata_of(a, "train_examples"), "960");
+    // The running training figures cover each epoch's rows: a logged loss every epoch.
+    std::istringstream lines(read_text(log));
+    int epochs = 0;
+    for (std::string line; std::getline(lines, line); ++epochs) {
+      EXPECT_TRUE(nlohmann::json::parse(line).contains("val_accuracy")) << line;
+    }
+    EXPECT_EQ(epochs, 20);
+    if (n == 3) {
+      const std::string b = path("sh3b.safetensors").string();
+      const Ended eb = run(n, train_args(b, {"--lr", "0.01", "--shard-data"}, "20"));
+      ASSERT_TRUE(eb.exited && eb.exit_code == 0) << eb.describe();
+      EXPECT_EQ(read_bytes(a), read_bytes(b)) << "sharded, 3 ranks: not bitwise reproducible";
+      // Sharded data is not the same data set as a whole one.
+      EXPECT_NE(metadata_of(a, "data_hash"), metadata_of(path("sh-one.safetensors"), "data_hash"));
+    }
+  }
+  // No rank holds the whole data a report needs.
+  const Ended r = run(2, train_args(path("never-sh.safetensors").string(),
+                                    {"--shard-data", "--report", path("r.html").string()}));
+  EXPECT_TRUE(r.exited && r.exit_code == 2) << r.describe();
+  EXPECT_NE(r.err.find("--report needs the whole data"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(path("r.html")));
+}
+
+TEST_F(DataParallel, MoreRanksThanTrainingRowsTrains) {
+  // Catalogue A.80: 2 rows, 3 ranks. Unsharded, a rank whose slice of the batch is empty adds
+  // zeros; sharded, rank 2 holds no rows at all. Either way the job trains and saves.
+  for (bool shard : {false, true}) {
+    SCOPED_TRACE(shard ? "sharded" : "unsharded");
+    const std::string save = path(shard ? "tiny-sh.safetensors" : "tiny.safetensors").string();
+    std::vector<std::string> a = {"train",    "--train",   path("tiny.csv").string(),
+                                  "--hidden", "4",         "--epochs",
+                                  "3",        "--threads", "1",
+                                  "--quiet",  "--save",    save};
+    if (shard) a.push_back("--shard-data");
+    const Ended e = run(3, a);
+    ASSERT_TRUE(e.exited && e.exit_code == 0) << e.describe();
+    EXPECT_TRUE(fs::exists(save));
+    EXPECT_EQ(metadata_of(save, "train_examples"), "2");
+  }
+}
+
 TEST_F(DataParallel, AKilledRankEndsTheJobAndARestartFinishesTheSameModel) {
-  const fs::path d = path("kill");
+  kill_and_resume(path("kill"), {});
+}
+
+TEST_F(DataParallel, AKilledShardedRankEndsTheJobAndARestartFinishesTheSameModel) {
+  // Each rank redraws its own order on resume; the checkpoint holds rank 0's state only.
+  kill_and_resume(path("kill-sh"), {"--shard-data"});
+}
+
+void DataParallel::kill_and_resume(const fs::path& d, const std::vector<std::string>& extra) {
   fs::create_directories(d);
   const std::string ckpt = (d / "ckpt").string();
+  std::vector<std::string> flags = {"--checkpoint-dir", ckpt};
+  flags.insert(flags.end(), extra.begin(), extra.end());
   // Uninterrupted, 2 ranks, checkpoints after every epoch.
-  std::vector<std::string> base =
-      train_args((d / "straight.safetensors").string(), {"--checkpoint-dir", ckpt}, "12");
+  std::vector<std::string> base = train_args((d / "straight.safetensors").string(), flags, "12");
   const Ended straight = run(2, base);
   ASSERT_TRUE(straight.exited && straight.exit_code == 0) << straight.describe();
   fs::remove_all(ckpt);
 
   // Each rank writes its pid, then the job trains; rank 1 is killed once a checkpoint exists.
-  std::vector<std::string> args =
-      train_args((d / "resumed.safetensors").string(), {"--checkpoint-dir", ckpt}, "12");
+  std::vector<std::string> args = train_args((d / "resumed.safetensors").string(), flags, "12");
   std::string command = "echo $$ > " + (d / "pid.").string() + "$OMPI_COMM_WORLD_RANK; exec '" +
                         std::string(BACKPROP_CLI) + "'";
   for (const std::string& a : args) command += " '" + a + "'";

@@ -472,12 +472,14 @@ const std::vector<Case>& catalogue() {
         {kCli, kCliBad, "CsvTestClassNotInTraining"}},
        nullptr},
       {80,
-       "MPI: ranks given another configuration (world size > samples: see pending)",
+       "MPI: ranks given another configuration, and more ranks than training rows (sharded or "
+       "not)",
        {{"mpi/data_parallel_test.cpp",
          "DataParallel.RanksWithAnotherConfigurationAreRefusedBeforeTraining"},
-        {"mpi/data_parallel_test.cpp", "DataParallel.ARankWithBadDataEndsTheJobWithItsMessage"}},
-       "the lead (data-parallel training, in progress): a catalogue row for more ranks than "
-       "training rows"},
+        {"mpi/data_parallel_test.cpp", "DataParallel.ARankWithBadDataEndsTheJobWithItsMessage"},
+        {"mpi/data_parallel_test.cpp", "DataParallel.MoreRanksThanTrainingRowsTrains"},
+        {"data/shard_test.cpp", "Sharded.ARankWithNoRowsToEvaluateAddsNothing"}},
+       nullptr},
   };
   return cases;
 }

@@ -27,9 +27,10 @@ run: build
 	build/release/backprop train --save model.safetensors $(RUN_FLAGS)
 
 # The tests the TSan build runs: everything that starts threads (the pool, the threaded GEMM, the
-# training loop and what calls it). The tsan test preset filters ctest to the same list.
+# training loop and what calls it, the sharded paths with ranks as threads). The tsan test preset
+# filters ctest to the same list.
 TSAN_TESTS = kernels_gemm_test kernels_math_test parallel_thread_pool_test train_test \
-             model_test optimizer_test
+             model_test optimizer_test data_shard_test
 FUZZ_SECONDS ?= 60
 
 test: setup

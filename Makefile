@@ -7,7 +7,7 @@
 #   make test-long        the fault-injection tests with 200 SIGKILL trials and 50 signal trials,
 #                         and each fuzz target for 10 minutes (not part of test)
 #   make bench            backprop against OpenBLAS, BLIS, oneDNN and PyTorch: one table, also
-#                         written to bench/results/bench.md (about 8 minutes; not part of test);
+#                         written to bench/results/bench.md (about 9 minutes; not part of test);
 #                         then 2 MPI ranks against 2 threads (bench/mpi_bench.py, bench/results/mpi.md)
 #   make bench-accuracy   the accuracy reference runs of the README (minutes; not part of test)
 JOBS ?= $(shell nproc)

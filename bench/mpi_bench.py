@@ -85,7 +85,8 @@ def main():
             rate, _ = train(args.cli, "b", 2, 1, args.epochs, True, log,
                             ["--data", raw] + extra, rss)
             peaks = [int(open(os.path.join(rss, f)).read()) for f in sorted(os.listdir(rss))]
-            shard_rows.append((" ".join(extra) or "every rank reads everything", rate, peaks))    lines = ["| network | 1 process × 2 threads | 2 ranks × 1 thread | ratio | 2 ranks, no overlap |"
+            shard_rows.append((" ".join(extra) or "every rank reads everything", rate, peaks))
+    lines = ["| network | 1 process × 2 threads | 2 ranks × 1 thread | ratio | 2 ranks, no overlap |"
              " overlap saving |",
              "|---|---:|---:|---:|---:|---:|"]
     for net, one, two, sync in rows:

@@ -3,12 +3,14 @@
 // as threads of one process, so that they are tested without mpirun (tests/mpi runs the CLI).
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <barrier>
 #include <cmath>
 #include <cstdint>
 #include <functional>
 #include <random>
 #include <span>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -336,6 +338,98 @@ TEST(Sharded, MiniBatchesTakeEveryRowOnceAnEpochAndRanksStayTogether) {
   }
   // Another order of the rows than one process's: not its model.
   EXPECT_NE(t.alone, t.ranks[0]);
+}
+
+TEST(Sharded, EveryRankResumesFromRankZerosCheckpointToTheUninterruptedBits) {
+  // The CLI's checkpoints hold rank 0's TrainState only; every rank resumes from it and redraws
+  // its own order. Stopped in the middle of an epoch, the resumed run must end where the
+  // uninterrupted one does, bit for bit.
+  const Dataset whole = classification_set(41, 10);
+  const ModelSpec spec{.layers = {4, 6, 4}, .hidden = Activation::kTanh};
+  constexpr int kRanks = 3;
+  TrainOptions o;
+  o.epochs = 3;
+  o.batch_size = 4;
+  o.dropout = {0.1};
+  const auto setup = [&](const Dataset& part, Collective& c, TrainData& data) {
+    data.data = &part;
+    data.train_rows = all_rows(part);
+    data.sharded = true;
+    data.pre = standardize_preprocess_sharded(part, data.train_rows, c);
+  };
+  const auto adam = [] { return make_optimizer({.kind = "adam", .lr = 0.01}); };
+
+  std::vector<std::vector<float>> straight(kRanks), resumed(kRanks);
+  ThreadRanks uninterrupted(kRanks);
+  uninterrupted.run([&](Collective& c) {
+    Dataset part = whole;
+    keep_shard(part, Shard{c.rank(), c.size()});
+    TrainData data;
+    setup(part, c, data);
+    Model model(spec);
+    model.init(Init::kXavier, 5);
+    auto opt = adam();
+    TrainOptions mine = o;
+    mine.collective = &c;
+    train(model, *opt, data, mine);
+    straight[static_cast<std::size_t>(c.rank())].assign(model.params().begin(),
+                                                        model.params().end());
+  });
+
+  // Stopped after the 5th batch of epoch 2 (41 rows in batches of 4: 11 an epoch).
+  std::atomic<bool> stop{false};
+  std::vector<float> params0;
+  OptimizerState opt0;
+  TrainState state0;
+  ThreadRanks interrupted(kRanks);
+  interrupted.run([&](Collective& c) {
+    Dataset part = whole;
+    keep_shard(part, Shard{c.rank(), c.size()});
+    TrainData data;
+    setup(part, c, data);
+    Model model(spec);
+    model.init(Init::kXavier, 5);
+    auto opt = adam();
+    TrainOptions mine = o;
+    mine.collective = &c;
+    mine.stop = &stop;
+    mine.checkpoint_every_epochs = 0;
+    TrainCallbacks cb;
+    if (c.rank() == 0) {
+      cb.on_batch = [&](const Progress& p) {
+        if (p.epoch == 2 && p.done == 20) stop.store(true);
+      };
+      cb.checkpoint = [&](const Model& m, const Optimizer& op, const TrainState& st) {
+        params0.assign(m.params().begin(), m.params().end());
+        opt0 = op.state();
+        state0 = st;
+        return std::string("memory");
+      };
+    }
+    EXPECT_THROW(train(model, *opt, data, mine, cb), Error);
+  });
+  ASSERT_EQ(state0.epoch, 1);
+  ASSERT_EQ(state0.batch, 6);  // the stop seen at batch 5 is acted on together at batch 6
+
+  ThreadRanks again(kRanks);
+  again.run([&](Collective& c) {
+    Dataset part = whole;
+    keep_shard(part, Shard{c.rank(), c.size()});
+    TrainData data;
+    setup(part, c, data);
+    Model model(spec);
+    std::copy(params0.begin(), params0.end(), model.params().begin());
+    auto opt = adam();
+    opt->set_state(opt0, model.params().size());
+    TrainOptions mine = o;
+    mine.collective = &c;
+    train(model, *opt, data, mine, {}, &state0);
+    resumed[static_cast<std::size_t>(c.rank())].assign(model.params().begin(),
+                                                       model.params().end());
+  });
+  for (int r = 0; r < kRanks; ++r) {
+    EXPECT_EQ(resumed[static_cast<std::size_t>(r)], straight[0]) << "rank " << r;
+  }
 }
 
 }  // namespace

@@ -268,9 +268,7 @@ Dataset load_one(const std::string& flag, const std::string& path, const std::st
                                          " FILE (.npy)");
     }
     inputs.push_back(labels);
-    Dataset ds = load_npy(path, labels, csv.task, f.limits());
-    keep_shard(ds, shard);
-    return ds;
+    return load_npy(path, labels, csv.task, f.limits(), shard);
   }
   // A labels file says the data is IDX, whatever its first bytes (a broken magic must be
   // reported by the IDX loader, not read as CSV).

@@ -69,7 +69,8 @@ struct TrainingData {
 
 // --data DIR, or --train/--labels[/--test/--test-labels], or Fashion-MNIST from its Debian path.
 // With a shard (train --shard-data), only that part of the training and test rows is kept: an
-// uncompressed IDX images file is read only there; others are read whole and the rest dropped.
+// uncompressed IDX images file or a .npy features file is read only there; others are read
+// whole and the rest dropped.
 TrainingData load_training_data(const DataFlags& f, Shard shard = {});
 
 // Labelled data for an existing model (eval): --data DIR uses the t10k files, or --test FILE

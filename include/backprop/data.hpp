@@ -225,8 +225,10 @@ NpyArray read_npy(const std::string& path, const ReadLimits& limits);
 // range; targets named "y0", "y1", ....
 // Errors name the file and the byte of a bad element, with its example index (kData), or a count
 // or shape that does not fit (kData); parse errors as parse_npy.
+// With a shard, only the shard's rows of the features file are read and checked (its header and
+// size are checked as for a whole read); the labels file is read and checked whole.
 Dataset load_npy(const std::string& features_path, const std::string& labels_path, Task task,
-                 const ReadLimits& limits);
+                 const ReadLimits& limits, Shard shard = {});
 // Features only (for predict): a Dataset with no labels.
 Dataset load_npy_features(const std::string& path, const ReadLimits& limits);
 

@@ -338,8 +338,10 @@ class HeaderParser {
   std::size_t pos_ = 0;
 };
 
+// `bytes` is the whole file, or (reading a part of it) its first bytes, at least through the
+// header, of a file of file_size bytes.
 NpyHeader parse_header(std::span<const std::uint8_t> bytes, const std::string& name,
-                       const ReadLimits& limits) {
+                       const ReadLimits& limits, std::uint64_t file_size) {
   auto at = [&name](std::uint64_t offset) { return name + ": byte " + std::to_string(offset); };
   if (bytes.size() >= 4 && std::memcmp(bytes.data(), "PK\x03\x04", 4) == 0) {
     throw Error(ErrorCode::kFormat,
@@ -378,11 +380,12 @@ NpyHeader parse_header(std::span<const std::uint8_t> bytes, const std::string& n
                                        std::to_string(limits.max_header_bytes) +
                                        " (max_header_bytes)");
   }
-  if (header_len > bytes.size() - preamble) {
+  if (header_len > file_size - preamble) {
     throw Error(ErrorCode::kFormat, at(8) + ": header length " + std::to_string(header_len) +
                                         " runs past the end of the file (" +
-                                        std::to_string(bytes.size()) + " bytes)");
+                                        std::to_string(file_size) + " bytes)");
   }
+  BACKPROP_ASSERT(bytes.size() >= preamble + header_len);  // the caller read through the header
   const std::string_view text(reinterpret_cast<const char*>(bytes.data() + preamble),
                               static_cast<std::size_t>(header_len));
   NpyHeader h;
@@ -399,7 +402,7 @@ NpyHeader parse_header(std::span<const std::uint8_t> bytes, const std::string& n
     throw Error(ErrorCode::kFormat, name + ": header: shape " + shape_text(h.shape) + " of " +
                                         h.descr + " needs more than 2^64 bytes");
   }
-  const std::uint64_t have = bytes.size() - h.data_offset;
+  const std::uint64_t have = file_size - h.data_offset;
   if (have != h.data_bytes) {
     throw Error(ErrorCode::kFormat,
                 at(h.data_offset) + ": shape " + shape_text(h.shape) + " of " + h.descr +
@@ -464,13 +467,23 @@ std::string dtype_text(const NpyHeader& h) {
   return std::string(to_string(h.type)) + " ('" + h.descr + "')";
 }
 
+// A file's header and its data: all of it, or (a shard of a features file) only rows
+// [first_row, first_row + rows) of the header's shape[0].
 struct NpyFile {
   std::string name;
   std::vector<std::uint8_t> bytes;
   NpyHeader header;
-  const std::uint8_t* data() const { return bytes.data() + header.data_offset; }
+  std::uint64_t data_start = 0;           // where bytes' data begins
+  std::uint64_t first_row = 0, rows = 0;  // rows 0: every row
+  bool part() const { return rows > 0 || first_row > 0; }
+  const std::uint8_t* data() const { return bytes.data() + data_start; }
+  // The place in the file of element i of data().
   std::string at(std::uint64_t element) const {
-    return name + ": byte " + std::to_string(header.data_offset + element * type_size(header.type));
+    const std::uint64_t before = header.shape.empty() || header.shape[0] == 0
+                                     ? 0
+                                     : first_row * (header.count / header.shape[0]);
+    return name + ": byte " +
+           std::to_string(header.data_offset + (before + element) * type_size(header.type));
   }
 };
 
@@ -478,7 +491,49 @@ NpyFile read_npy_file(const std::string& path, const ReadLimits& limits) {
   NpyFile f;
   f.name = path;
   f.bytes = read_file(path, limits.max_input_bytes);
-  f.header = parse_header(f.bytes, path, limits);
+  f.header = parse_header(f.bytes, path, limits, f.bytes.size());
+  f.data_start = f.header.data_offset;
+  return f;
+}
+
+// Only the shard's rows of a features file: the header and the file's size are checked as for a
+// whole read, then only those rows are read.
+NpyFile read_npy_part(const std::string& path, const ReadLimits& limits, Shard shard) {
+  NpyFile f;
+  f.name = path;
+  constexpr std::uint64_t kFirst = 4096;
+  FileSlice head = read_file_slice(path, 0, kFirst, limits.max_input_bytes);
+  // The header may be longer than the first read: its length is at byte 8 (2 or 4 bytes).
+  if (head.bytes.size() == kFirst && std::memcmp(head.bytes.data(), kMagic, kMagicBytes) == 0) {
+    const std::size_t len_bytes = head.bytes[6] == 1 ? 2 : 4;
+    std::uint64_t header_len = 0;
+    for (std::size_t i = 0; i < len_bytes; ++i)
+      header_len |= std::uint64_t{head.bytes[8 + i]} << (8 * i);
+    const std::uint64_t through = kMagicBytes + 2 + len_bytes + header_len;
+    if (through > kFirst && header_len <= limits.max_header_bytes && through <= head.file_size) {
+      head = read_file_slice(path, 0, through, limits.max_input_bytes);
+    }
+  }
+  f.header = parse_header(head.bytes, path, limits, head.file_size);
+  const NpyHeader& h = f.header;
+  if (h.shape.empty() || h.count == 0) {  // not features: reported as for a whole file
+    f.bytes = std::move(head.bytes);
+    f.data_start = h.data_offset;
+    return f;
+  }
+  const std::uint64_t n = h.shape[0], per_row = h.data_bytes / n;
+  const auto begin = static_cast<std::uint64_t>(shard.begin(static_cast<Index>(n)));
+  const auto end = static_cast<std::uint64_t>(shard.end(static_cast<Index>(n)));
+  FileSlice part = read_file_slice(path, h.data_offset + begin * per_row, (end - begin) * per_row,
+                                   limits.max_input_bytes);
+  if (part.bytes.size() != (end - begin) * per_row || part.file_size != head.file_size) {
+    throw Error(ErrorCode::kIo, path + ": the file changed while being read (" +
+                                    std::to_string(head.file_size) + " bytes, then " +
+                                    std::to_string(part.file_size) + ")");
+  }
+  f.bytes = std::move(part.bytes);
+  f.first_row = begin;
+  f.rows = end - begin;
   return f;
 }
 
@@ -510,29 +565,34 @@ Dataset features_dataset(const NpyFile& f) {
   ds.source = f.name;
   ds.format = DataFormat::kNpy;
   ds.task = Task::kClassify;
-  ds.n = static_cast<Index>(h.shape[0]);
   const std::uint64_t width = h.count / h.shape[0];
+  const std::uint64_t rows = f.part() ? f.rows : h.shape[0], count64 = rows * width;
+  ds.n = static_cast<Index>(rows);
   ds.n_features = static_cast<Index>(width);
+  if (f.part()) {
+    ds.first_row = static_cast<Index>(f.first_row);
+    ds.total_rows = static_cast<Index>(h.shape[0]);
+  }
   if (h.shape.size() == 1) {
     ds.sample_shape = {1};
   } else {
     for (std::size_t i = 1; i < h.shape.size(); ++i)
       ds.sample_shape.push_back(static_cast<Index>(h.shape[i]));
   }
-  const auto count = static_cast<std::size_t>(h.count);
+  const auto count = static_cast<std::size_t>(count64);
   if (h.type == NpyType::kU8) {
     ds.x_u8.assign(f.data(), f.data() + count);
     ds.value_scale = 1.0f / 255.0f;
   } else {
     ds.x_f32.resize(count);
     constexpr double kFloatMax = std::numeric_limits<float>::max();
-    for (std::uint64_t i = 0; i < h.count; ++i) {
+    for (std::uint64_t i = 0; i < count64; ++i) {
       const double v = element_double(h, f.data(), i);
       if (!std::isfinite(v) || std::fabs(v) > kFloatMax) {
-        throw Error(ErrorCode::kData, f.at(i) + " (example " + std::to_string(i / width) +
-                                          ", value " + std::to_string(i % width) +
-                                          "): expected a finite value within float range, found " +
-                                          format_value(v));
+        throw Error(ErrorCode::kData,
+                    f.at(i) + " (example " + std::to_string(f.first_row + i / width) + ", value " +
+                        std::to_string(i % width) +
+                        "): expected a finite value within float range, found " + format_value(v));
       }
       ds.x_f32[static_cast<std::size_t>(i)] = static_cast<float>(v);
     }
@@ -681,7 +741,7 @@ std::uint64_t NpyArray::count() const {
 
 NpyArray parse_npy(std::span<const std::uint8_t> bytes, const std::string& name,
                    const ReadLimits& limits) {
-  const NpyHeader h = parse_header(bytes, name, limits);
+  const NpyHeader h = parse_header(bytes, name, limits, bytes.size());
   NpyArray a;
   a.type = h.type;
   a.shape = h.shape;
@@ -706,13 +766,30 @@ NpyArray read_npy(const std::string& path, const ReadLimits& limits) {
 }
 
 Dataset load_npy(const std::string& features_path, const std::string& labels_path, Task task,
-                 const ReadLimits& limits) {
-  NpyFile x = read_npy_file(features_path, limits);
+                 const ReadLimits& limits, Shard shard) {
+  NpyFile x = shard.whole() ? read_npy_file(features_path, limits)
+                            : read_npy_part(features_path, limits, shard);
   require_features(x);  // before the labels are read: a swapped pair of paths fails at once
   NpyFile y = read_npy_file(labels_path, limits);
   Dataset ds = features_dataset(x);
   x.bytes = {};
+  // The labels are read and checked whole (they decide the classes), then cut to the part.
+  const Index part_n = ds.n;
+  ds.n = ds.whole_rows();
   add_labels(ds, y, task, limits);
+  ds.n = part_n;
+  if (x.part()) {
+    const auto first = static_cast<std::ptrdiff_t>(ds.first_row);
+    if (!ds.labels.empty()) {
+      ds.labels =
+          std::vector<std::int32_t>(ds.labels.begin() + first, ds.labels.begin() + first + part_n);
+    }
+    const auto k = static_cast<std::ptrdiff_t>(ds.n_targets());
+    if (!ds.targets.empty()) {
+      ds.targets = std::vector<float>(ds.targets.begin() + first * k,
+                                      ds.targets.begin() + (first + part_n) * k);
+    }
+  }
   return ds;
 }
 

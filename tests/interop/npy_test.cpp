@@ -453,5 +453,52 @@ TEST(Npy, CliTrainsEvaluatesAndPredictsFromNpyAsFromIdx) {
   EXPECT_EQ(r.exit_code, 2) << r.describe();
 }
 
+TEST(NpyShard, ReadsOnlyItsRowsOfTheFeaturesAndTheWholeLabels) {
+  // 5 examples of 2 float32 features; NaN in every row but shard 1 of 2's (rows 3-4, parts of 3
+  // and 2): a reader of only its rows never meets them.
+  TempDir dir;
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const std::string x = dir.write(
+      "x.npy", npy_file(dict("<f4", "(5, 2)"), floats({nan, 1, 2, nan, nan, 3, 6, 7, 8, 9})));
+  const std::string y = dir.write("y.npy", npy_file(dict("<i8", "(5,)"), int64s({4, 0, 1, 3, 2})));
+  Dataset part = load_npy(x, y, Task::kClassify, {}, Shard{1, 2});
+  EXPECT_EQ(part.n, 2);
+  EXPECT_EQ(part.first_row, 3);
+  EXPECT_EQ(part.total_rows, 5);
+  EXPECT_EQ(part.x_f32, (std::vector<float>{6, 7, 8, 9}));
+  EXPECT_EQ(part.labels, (std::vector<std::int32_t>{3, 2}));
+  EXPECT_EQ(part.class_names.size(), 5u);  // the whole labels file's classes
+  // Shard 0 meets the NaN of its row 0, named by its place in the file.
+  expect_error(
+      [&] {
+        load_npy(x, y, Task::kClassify, {}, Shard{0, 2});
+      },
+      ErrorCode::kData, {"x.npy: byte 128", "(example 0, value 0)", "finite"});
+  // A whole read does too.
+  expect_error([&] { load_npy(x, y, Task::kClassify, {}); }, ErrorCode::kData, {"example 0"});
+
+  // Regression targets are cut to the part as well; a long header (over the first 4 KiB read)
+  // and format 2.0 are found all the same.
+  std::string long_dict = dict("<f4", "(4, 1)");
+  long_dict.insert(long_dict.size() - 1, std::string(5000, ' '));
+  const std::string x2 = dir.write("x2.npy", npy_file(long_dict, floats({10, 11, 12, 13}), 2));
+  const std::string t =
+      dir.write("t.npy", npy_file(dict("<f4", "(4, 2)"), floats({0, 1, 2, 3, 4, 5, 6, 7})));
+  Dataset r = load_npy(x2, t, Task::kRegress, {}, Shard{2, 3});  // parts of 2, 1, 1: row 3
+  EXPECT_EQ(r.n, 1);
+  EXPECT_EQ(r.first_row, 3);
+  EXPECT_EQ(r.x_f32, (std::vector<float>{13}));
+  EXPECT_EQ(r.targets, (std::vector<float>{6, 7}));
+  // The size is checked as for a whole read.
+  Bytes cut = npy_file(dict("<f4", "(4, 1)"), floats({10, 11, 12, 13}));
+  cut.pop_back();
+  const std::string x3 = dir.write("x3.npy", cut);
+  expect_error(
+      [&] {
+        load_npy(x3, t, Task::kRegress, {}, Shard{0, 3});
+      },
+      ErrorCode::kFormat, {"x3.npy", "a truncated file"});
+}
+
 }  // namespace
 }  // namespace backprop

@@ -521,9 +521,15 @@ int run_train_on(TrainFlags& f, MpiGroup* group, bool& collective_error) {
 
   if (ckpt) {
     if (ckpt->data_hash != info.data_hash) {
+      // A sharded run's data hash is that of its N parts (combined_data_hash).
+      const std::string hint =
+          group != nullptr ? "; a run with --shard-data resumes with it and the same number of "
+                             "ranks (here " +
+                                 std::to_string(group->size()) + (sharded ? ", sharded)" : ")")
+                           : "";
       throw Error(ErrorCode::kData, "--resume " + f.resume + ": " + ckpt->path +
                                         " was trained on other data (" + ckpt->data_hash +
-                                        ", this data is " + info.data_hash + ")");
+                                        ", this data is " + info.data_hash + ")" + hint);
     }
     if (ckpt->optimizer != optimizer->name()) {
       throw Error(ErrorCode::kUsage, "--resume: the checkpoint's optimizer is " + ckpt->optimizer +

@@ -641,7 +641,11 @@ void add_labels(Dataset& ds, const NpyFile& f, Task task, const ReadLimits& limi
       }
       ds.targets[static_cast<std::size_t>(i)] = static_cast<float>(v);
     }
-    for (std::uint64_t j = 0; j < k; ++j) ds.label_columns.push_back("y" + std::to_string(j));
+    for (std::uint64_t j = 0; j < k; ++j) {
+      std::string name = "y";  // (not "y" + ...: GCC 12 warns falsely of -Wrestrict there)
+      name += std::to_string(j);
+      ds.label_columns.push_back(std::move(name));
+    }
     return;
   }
 

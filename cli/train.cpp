@@ -608,11 +608,9 @@ int run_train_on(TrainFlags& f, MpiGroup* group, bool& collective_error) {
     history = train(model, *optimizer, data, options, callbacks, ckpt ? &ckpt->state : nullptr);
   } catch (const Error& e) {
     if (e.code() != ErrorCode::kInterrupted) {
-      // With several ranks, a non-finite value, a bad option or data that does not fit is seen by
-      // all of them at once (the loop decides from summed figures); a failed checkpoint write is
-      // rank 0's alone.
-      collective_error = e.code() == ErrorCode::kNumeric || e.code() == ErrorCode::kUsage ||
-                         e.code() == ErrorCode::kData;
+      // With several ranks, a non-finite value or a bad option is seen by all of them at once
+      // (the loop decides from summed figures); a failed checkpoint write is rank 0's alone.
+      collective_error = e.code() == ErrorCode::kNumeric || e.code() == ErrorCode::kUsage;
       throw;
     }
     bar.clear();
@@ -703,7 +701,10 @@ int run_train(TrainFlags& f) {
     code = e.code() == ErrorCode::kUsage ? 2 : 1;
     if (collective) {
       if (group->rank() == 0) throw;  // main prints it, as without MPI
-      return code;
+      // The other ranks leave quietly with status 0: the job's status is rank 0's, and mpirun
+      // ends the whole job as soon as one rank exits non-zero, which could kill rank 0 before
+      // it has printed the message.
+      return 0;
     }
     what = e.what();
   } catch (const std::exception& e) {

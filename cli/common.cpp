@@ -299,7 +299,8 @@ void align_classes(Dataset& ds, const std::vector<std::string>& classes) {
   for (std::size_t i = 0; i < ds.labels.size(); ++i) {
     std::int32_t to = remap[static_cast<std::size_t>(ds.labels[i])];
     if (to < 0) {
-      throw Error(ErrorCode::kData, ds.labels_source + ": label " + std::to_string(i) +
+      throw Error(ErrorCode::kData, ds.labels_source + ": label " +
+                                        std::to_string(static_cast<std::size_t>(ds.first_row) + i) +
                                         " (0-based) is class '" +
                                         ds.class_names[static_cast<std::size_t>(ds.labels[i])] +
                                         "', which the model never saw (it knows " +
@@ -318,7 +319,8 @@ namespace {
 void align_class_indices(Dataset& ds, const std::vector<std::string>& classes) {
   for (std::size_t i = 0; i < ds.labels.size(); ++i) {
     if (static_cast<std::size_t>(ds.labels[i]) >= classes.size()) {
-      throw Error(ErrorCode::kData, ds.labels_source + ": label " + std::to_string(i) +
+      throw Error(ErrorCode::kData, ds.labels_source + ": label " +
+                                        std::to_string(static_cast<std::size_t>(ds.first_row) + i) +
                                         " (0-based) is class index " +
                                         std::to_string(ds.labels[i]) + ", but the model has " +
                                         std::to_string(classes.size()) + " classes (0.." +

@@ -360,6 +360,11 @@ int run_train_on(TrainFlags& f, MpiGroup* group, bool& collective_error) {
   }
   // Sharded, no rank holds the whole data the report's confusion matrix and examples come from.
   const bool sharded = f.shard_data && group != nullptr;
+  if (f.shard_data && group == nullptr && !f.quiet) {
+    std::fprintf(stderr,
+                 "backprop train: warning: --shard-data has no effect without mpirun (one "
+                 "process reads all the data)\n");
+  }
   if (sharded && !f.report.empty()) {
     throw Error(ErrorCode::kUsage,
                 "--report needs the whole data on one rank, and --shard-data splits it: write "
@@ -523,10 +528,11 @@ int run_train_on(TrainFlags& f, MpiGroup* group, bool& collective_error) {
     if (ckpt->data_hash != info.data_hash) {
       // A sharded run's data hash is that of its N parts (combined_data_hash).
       const std::string hint =
-          group != nullptr ? "; a run with --shard-data resumes with it and the same number of "
-                             "ranks (here " +
-                                 std::to_string(group->size()) + (sharded ? ", sharded)" : ")")
-                           : "";
+          group != nullptr
+              ? "; if the checkpoint's run used --shard-data, resume with it and the same number "
+                "of ranks (here " +
+                    std::to_string(group->size()) + (sharded ? ", sharded)" : ", not sharded)")
+              : "";
       throw Error(ErrorCode::kData, "--resume " + f.resume + ": " + ckpt->path +
                                         " was trained on other data (" + ckpt->data_hash +
                                         ", this data is " + info.data_hash + ")" + hint);

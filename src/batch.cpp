@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <numeric>
+#include <string>
 #include <vector>
 
 #include "backprop/collective.hpp"
@@ -137,7 +138,10 @@ Split split_validation(const Dataset& ds, double fraction, std::uint64_t seed) {
     s.train = all_rows(ds);
     return s;
   }
-  Rng rng = Rng::stream(seed, "split");
+  // A shard draws from its own stream (a whole data set's is "split"), so that shards of equal
+  // size do not hold out the same positions.
+  Rng rng = Rng::stream(seed, ds.first_row == 0 ? std::string("split")
+                                                : "split from row " + std::to_string(ds.first_row));
   std::vector<char> held(static_cast<std::size_t>(ds.n), 0);
   if (ds.task == Task::kClassify && !ds.labels.empty()) {
     // Stratified: each class gives floor(share) rows; the remainders go to the classes with the

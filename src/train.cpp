@@ -343,11 +343,14 @@ void measure_health(Model& model, ConstMatrixView x, ConstMatrixView y, EpochSta
   }
 }
 
-void check_has_validation(const TrainOptions& o, bool any) {
+void check_has_validation(const TrainOptions& o, bool any, bool sharded = false) {
   if ((o.schedule.kind == ScheduleKind::kPlateau || o.patience > 0) && !any) {
     throw Error(ErrorCode::kUsage,
                 std::string(o.patience > 0 ? "--patience" : "--schedule plateau") +
-                    " watches the validation loss: give --val-split");
+                    " watches the validation loss: give --val-split" +
+                    (sharded ? " (sharded, each rank holds out that fraction of its own part, "
+                               "rounded; here no rank holds out a row)"
+                             : ""));
   }
 }
 
@@ -499,6 +502,40 @@ bool data_parallel_batch(Model& model, Optimizer& optimizer, const TrainData& da
 
 }  // namespace
 
+ShardSchedule::ShardSchedule(std::vector<Index> parts)
+    : parts_(std::move(parts)), taken_(parts_.size(), 0) {
+  for (Index p : parts_) {
+    BACKPROP_ASSERT(p >= 0);
+    n_ += p;
+  }
+}
+
+const std::vector<Index>& ShardSchedule::before(Index to) {
+  BACKPROP_ASSERT(to >= 0 && to <= n_);
+  __extension__ typedef __int128 Wide;  // parts·n can pass 2^63
+  if (to < at_) {
+    std::fill(taken_.begin(), taken_.end(), 0);
+    at_ = 0;
+  }
+  for (; at_ < to; ++at_) {
+    std::size_t best = 0;
+    Wide best_deficit = 0;
+    for (std::size_t r = 0; r < parts_.size(); ++r) {
+      // n × (the share due by position at_ + 1 − the rows taken); the deficits sum to n > 0, and
+      // a part already used up has none.
+      const Wide deficit =
+          static_cast<Wide>(parts_[r]) * (at_ + 1) - static_cast<Wide>(taken_[r]) * n_;
+      if (r == 0 || deficit > best_deficit) {
+        best = r;
+        best_deficit = deficit;
+      }
+    }
+    BACKPROP_ASSERT(taken_[best] < parts_[best]);
+    ++taken_[best];
+  }
+  return taken_;
+}
+
 std::vector<EpochStats> train(Model& model, Optimizer& optimizer, const TrainData& data,
                               const TrainOptions& options, const TrainCallbacks& callbacks,
                               const TrainState* resume) {
@@ -528,14 +565,9 @@ std::vector<EpochStats> train(Model& model, Optimizer& optimizer, const TrainDat
       val_n += static_cast<Index>(counts[static_cast<std::size_t>(world + r)]);
     }
     if (n == 0) throw Error(ErrorCode::kData, ds.source + ": no training rows on any rank");
-    check_has_validation(options, val_n > 0);
+    check_has_validation(options, val_n > 0, true);
   }
-  // Sharded: the rows of rank r's part before global position p of an epoch, ⌊parts[r]·p/n⌋, so
-  // that each global batch takes from each rank a share proportional to its part.
-  auto share = [&](int r, Index p) {
-    __extension__ typedef __int128 Wide;  // parts[r]·p can pass 2^63
-    return static_cast<Index>(static_cast<Wide>(parts[static_cast<std::size_t>(r)]) * p / n);
-  };
+  ShardSchedule schedule(parts);
 
   TrainState st;
   if (resume != nullptr) {
@@ -580,9 +612,10 @@ std::vector<EpochStats> train(Model& model, Optimizer& optimizer, const TrainDat
                      options.on_nonfinite == NonFinitePolicy::kStop && world == 1;
 
   const Index bs = std::min(options.batch_size, n);
-  // Sharded, a rank's share of a batch can exceed bs/world by the rounding of the shares.
+  // Sharded, a rank's share of a batch is at most the batch and at most its part.
   const Index rows_max =
-      sharded ? std::min<Index>(bs, static_cast<Index>(data.train_rows.size())) + 1 : bs;
+      sharded ? std::max<Index>(1, std::min<Index>(bs, static_cast<Index>(data.train_rows.size())))
+              : bs;
   Matrix x(rows_max, ds.n_features), y(rows_max, model.n_outputs());
   const std::vector<Index> probe = probe_rows(data);
   Matrix px(static_cast<Index>(probe.size()), ds.n_features),
@@ -639,23 +672,22 @@ std::vector<EpochStats> train(Model& model, Optimizer& optimizer, const TrainDat
         // This rank's slice of the global batch: rows [lo, hi) of its order, which are rows
         // [offset, offset + hi − lo) of the batch's `total`; the rest is as one process does it.
         Index lo = start + b * rank / world, hi = start + b * (rank + 1) / world;
-        Index offset = lo - start, total = b;
+        Index offset = lo - start;
         if (sharded) {
-          total = offset = 0;
-          for (int r = 0; r < world; ++r) {
-            const Index rows = share(r, start + b) - share(r, start);
-            if (r < rank) offset += rows;
-            total += rows;
+          const std::vector<Index> from = schedule.before(start);
+          const std::vector<Index>& to = schedule.before(start + b);
+          offset = 0;
+          for (int r = 0; r < rank; ++r) {
+            offset += to[static_cast<std::size_t>(r)] - from[static_cast<std::size_t>(r)];
           }
-          lo = share(rank, start);
-          hi = share(rank, start + b);
+          lo = from[static_cast<std::size_t>(rank)];
+          hi = to[static_cast<std::size_t>(rank)];
+          BACKPROP_ASSERT(hi - lo <= rows_max && hi <= static_cast<Index>(st.order.size()));
         }
-        if (total > 0) {  // (sharded, a last batch of fewer rows than ranks may round to none)
-          stop = data_parallel_batch(
-              model, optimizer, data, options, *comm, dropout, any_dropout,
-              std::span<const Index>(st.order.data() + lo, static_cast<std::size_t>(hi - lo)),
-              total, offset, x.view(), y.view(), smoothing, tally, skip, fail);
-        }
+        stop = data_parallel_batch(
+            model, optimizer, data, options, *comm, dropout, any_dropout,
+            std::span<const Index>(st.order.data() + lo, static_cast<std::size_t>(hi - lo)), b,
+            offset, x.view(), y.view(), smoothing, tally, skip, fail);
       } else {
         std::span<const Index> rows(st.order.data() + start, static_cast<std::size_t>(b));
         MatrixView xb = x.view().rows_range(0, b), yb = y.view().rows_range(0, b);

@@ -50,7 +50,8 @@ struct Split {
 };
 // Holds out round(fraction × n) rows, chosen with Rng::stream(seed, "split"); for classification
 // the hold-out is stratified (each class contributes in proportion, rounded so the total is
-// exact). fraction in [0, 1); 0 gives no validation rows. Both lists are sorted.
+// exact). fraction in [0, 1); 0 gives no validation rows. Both lists are sorted. A shard
+// (Dataset::first_row > 0) holds out round(fraction × its own rows), from a stream of its own.
 Split split_validation(const Dataset& ds, double fraction, std::uint64_t seed);
 
 // "xxh3-128:<32 hex digits>" of the features, labels or targets, and class names: the identity

@@ -186,6 +186,23 @@ std::vector<EpochStats> train(Model& model, Optimizer& optimizer, const TrainDat
                               const TrainOptions& options, const TrainCallbacks& callbacks = {},
                               const TrainState* resume = nullptr);
 
+// Sharded data (TrainData::sharded): which rows of each rank's part an epoch's global positions
+// 0..n−1 take, n being the parts' sum. Position p goes to the rank furthest behind its
+// proportional share parts[r]·(p+1)/n (ties: the lowest rank), so a global batch of b positions
+// holds exactly b rows, each rank's count over any prefix of the epoch is within a row of
+// proportional, and every row of every part is taken once by the epoch's end.
+class ShardSchedule {
+ public:
+  explicit ShardSchedule(std::vector<Index> parts);
+  // Each rank's rows before global position `to` (0 <= to <= n): going on from the last position
+  // asked, or over from the epoch's start when `to` is before it.
+  const std::vector<Index>& before(Index to);
+
+ private:
+  std::vector<Index> parts_, taken_;
+  Index n_ = 0, at_ = 0;
+};
+
 // The learning rate of epoch e (1-based) under options, with the plateau reductions so far.
 double scheduled_rate(double base, const ScheduleOptions& s, int epoch, int epochs,
                       double plateau_scale);

@@ -3,6 +3,7 @@
 // as threads of one process, so that they are tested without mpirun (tests/mpi runs the CLI).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <barrier>
 #include <cmath>
@@ -429,6 +430,39 @@ TEST(Sharded, EveryRankResumesFromRankZerosCheckpointToTheUninterruptedBits) {
   });
   for (int r = 0; r < kRanks; ++r) {
     EXPECT_EQ(resumed[static_cast<std::size_t>(r)], straight[0]) << "rank " << r;
+  }
+}
+
+TEST(ShardSchedule, EveryBatchHasItsSizeAndEveryPartIsUsedUpEvenly) {
+  for (const std::vector<Index>& parts :
+       {std::vector<Index>{13, 12, 12}, std::vector<Index>{5, 5}, std::vector<Index>{1, 1, 0, 0},
+        std::vector<Index>{7, 0, 3}, std::vector<Index>{100, 1}, std::vector<Index>{2, 2, 2, 2}}) {
+    Index n = 0;
+    for (Index p : parts) n += p;
+    for (Index bs : {Index{1}, Index{2}, Index{3}, Index{5}, n}) {
+      ShardSchedule s(parts);
+      std::vector<Index> last(parts.size(), 0);
+      for (Index start = 0; start < n; start += bs) {
+        const Index end = std::min(n, start + bs);
+        const std::vector<Index> now = s.before(end);
+        Index total = 0;
+        for (std::size_t r = 0; r < parts.size(); ++r) {
+          EXPECT_GE(now[r], last[r]);  // never goes back
+          total += now[r] - last[r];
+          // within a row of the proportional share of the prefix
+          const double due =
+              static_cast<double>(parts[r]) * static_cast<double>(end) / static_cast<double>(n);
+          EXPECT_LT(std::fabs(static_cast<double>(now[r]) - due), 1.0);
+        }
+        EXPECT_EQ(total, end - start) << "batch from " << start;
+        last = now;
+      }
+      EXPECT_EQ(last, parts);
+      // Asking for an earlier position starts the epoch over; a resumed epoch fast-forwards.
+      EXPECT_EQ(s.before(0), std::vector<Index>(parts.size(), 0));
+      ShardSchedule fresh(parts);
+      EXPECT_EQ(fresh.before(n), parts);
+    }
   }
 }
 

@@ -276,6 +276,8 @@ TEST_F(DataParallel, ShardedFullBatchTrainingAgreesWithOneProcess) {
   const std::string one = path("full-one.safetensors").string();
   const Ended e1 = run(0, args(one, true));  // alone, --shard-data changes nothing
   ASSERT_TRUE(e1.exited && e1.exit_code == 0) << e1.describe();
+  EXPECT_NE(e1.err.find("warning: --shard-data has no effect without mpirun"), std::string::npos)
+      << e1.err;
   const std::string test_line = accuracy_line(e1.out, "test accuracy");
   ASSERT_NE(test_line, "") << e1.out;
   for (int n : {2, 3}) {

@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "backprop/error.hpp"
+#include "data/names.hpp"
 #include "util/checked.hpp"
 
 namespace backprop::detail {
@@ -26,17 +27,6 @@ constexpr std::uint8_t kGzipId2 = 0x8B;
 constexpr std::uint64_t kMaxZlibChunk = std::uint64_t{1} << 30;
 constexpr std::uint64_t kMaxRatio = 1100;
 constexpr std::uint64_t kRatioSlackBytes = std::uint64_t{1} << 20;
-
-std::string hex_bytes(std::span<const std::uint8_t> bytes) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (std::size_t i = 0; i < bytes.size(); ++i) {
-    if (i > 0) out += ' ';
-    out += kHex[bytes[i] >> 4];
-    out += kHex[bytes[i] & 0xF];
-  }
-  return out;
-}
 
 }  // namespace
 

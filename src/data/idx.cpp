@@ -30,6 +30,8 @@ namespace {
 
 using detail::checked_add;
 using detail::checked_mul;
+using detail::hex_byte;
+using detail::hex_bytes;
 
 constexpr std::uint64_t kMagicBytes = 4;
 constexpr std::uint64_t kDimBytes = 4;
@@ -88,20 +90,6 @@ const char* idx_type_name(IdxType t) {
 
 bool idx_type_integer(IdxType t) {
   return t == IdxType::kU8 || t == IdxType::kI8 || t == IdxType::kI16 || t == IdxType::kI32;
-}
-
-std::string hex_byte(std::uint8_t b) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  return {kHex[b >> 4], kHex[b & 0xF]};
-}
-
-std::string hex_bytes(std::span<const std::uint8_t> bytes) {
-  std::string out;
-  for (std::size_t i = 0; i < bytes.size(); ++i) {
-    if (i > 0) out += ' ';
-    out += hex_byte(bytes[i]);
-  }
-  return out;
 }
 
 std::string dims_text(const std::vector<std::uint32_t>& dims) {

@@ -31,6 +31,8 @@ namespace backprop {
 namespace {
 
 using detail::checked_mul;
+using detail::hex_byte;
+using detail::hex_bytes;
 
 constexpr std::uint8_t kMagic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
 constexpr std::size_t kMagicBytes = sizeof kMagic;
@@ -64,17 +66,6 @@ bool is_signed(NpyType t) {
 
 bool is_float(NpyType t) {
   return t == NpyType::kF32 || t == NpyType::kF64;
-}
-
-std::string hex_bytes(std::span<const std::uint8_t> bytes) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (std::size_t i = 0; i < bytes.size(); ++i) {
-    if (i > 0) out += ' ';
-    out += kHex[bytes[i] >> 4];
-    out += kHex[bytes[i] & 0xF];
-  }
-  return out;
 }
 
 std::string shape_text(const std::vector<std::uint64_t>& shape) {
@@ -641,11 +632,7 @@ void add_labels(Dataset& ds, const NpyFile& f, Task task, const ReadLimits& limi
       }
       ds.targets[static_cast<std::size_t>(i)] = static_cast<float>(v);
     }
-    for (std::uint64_t j = 0; j < k; ++j) {
-      std::string name = "y";  // (not "y" + ...: GCC 12 warns falsely of -Wrestrict there)
-      name += std::to_string(j);
-      ds.label_columns.push_back(std::move(name));
-    }
+    for (std::uint64_t j = 0; j < k; ++j) ds.label_columns.push_back(detail::numbered_name("y", j));
     return;
   }
 

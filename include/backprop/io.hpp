@@ -42,6 +42,12 @@ struct FileSlice {
 };
 FileSlice read_file_slice(const std::string& path, std::uint64_t offset, std::uint64_t length,
                           std::uint64_t max_bytes);
+// Exactly bytes [offset, offset + length) of a file that is still file_size bytes long, as a reader
+// that has checked its header against that size expects; a file that has changed since is
+// Error(kIo) saying so.
+std::vector<std::uint8_t> read_file_part(const std::string& path, std::uint64_t offset,
+                                         std::uint64_t length, std::uint64_t file_size,
+                                         std::uint64_t max_bytes);
 
 // Writes `bytes` to `path` atomically: a temporary file in the same directory, write, fsync,
 // close, rename over `path`, fsync of the directory. On any failure the temporary is removed, any

@@ -22,6 +22,7 @@
 #include "data/gzip.hpp"
 #include "data/idx.hpp"
 #include "data/names.hpp"
+#include "data/shard.hpp"
 #include "util/checked.hpp"
 
 namespace backprop {
@@ -451,19 +452,13 @@ std::optional<DecodedIdx> read_decoded_shard(const std::string& path, const Read
   const std::uint64_t rows = h.dims[0], per_row = h.payload_bytes / rows;
   const auto begin = static_cast<std::uint64_t>(shard.begin(static_cast<Index>(rows)));
   const auto end = static_cast<std::uint64_t>(shard.end(static_cast<Index>(rows)));
-  FileSlice part = read_file_slice(path, h.header_bytes + begin * per_row, (end - begin) * per_row,
-                                   limits.max_input_bytes);
-  if (part.bytes.size() != (end - begin) * per_row || part.file_size != head.file_size) {
-    throw Error(ErrorCode::kIo, path + ": the file changed while being read (" +
-                                    std::to_string(head.file_size) + " bytes, then " +
-                                    std::to_string(part.file_size) + ")");
-  }
+  d.storage = read_file_part(path, h.header_bytes + begin * per_row, (end - begin) * per_row,
+                             head.file_size, limits.max_input_bytes);
   d.file_rows = rows;
   d.first_row = begin;
   h.dims[0] = static_cast<std::uint32_t>(end - begin);
   h.count = (end - begin) * (h.count / rows);
   h.payload_bytes = (end - begin) * per_row;
-  d.storage = std::move(part.bytes);
   d.payload = d.storage;
   return d;
 }
@@ -559,13 +554,8 @@ Dataset images_labels_dataset(DecodedIdx& img, DecodedIdx& lab, const ReadLimits
     max_label = std::max(max_label, v);
     labels[i] = static_cast<std::int32_t>(v);
   }
-  if (img.file_rows > 0) {  // a shard of the images: its labels
-    labels.erase(labels.begin() + static_cast<std::ptrdiff_t>(img.first_row + img.header.dims[0]),
-                 labels.end());
-    labels.erase(labels.begin(), labels.begin() + static_cast<std::ptrdiff_t>(img.first_row));
-    labels.shrink_to_fit();
-  }
   ds.labels = std::move(labels);
+  if (img.file_rows > 0) detail::cut_labels_to_shard(ds);  // a shard of the images: its labels
   ds.class_names.reserve(static_cast<std::size_t>(max_label + 1));
   for (std::int64_t c = 0; c <= max_label; ++c) ds.class_names.push_back(std::to_string(c));
   ds.label_columns = {"label"};

@@ -24,6 +24,7 @@
 #include "backprop/data.hpp"
 #include "backprop/error.hpp"
 #include "data/names.hpp"
+#include "data/shard.hpp"
 #include "util/checked.hpp"
 
 namespace backprop {
@@ -515,14 +516,8 @@ NpyFile read_npy_part(const std::string& path, const ReadLimits& limits, Shard s
   const std::uint64_t n = h.shape[0], per_row = h.data_bytes / n;
   const auto begin = static_cast<std::uint64_t>(shard.begin(static_cast<Index>(n)));
   const auto end = static_cast<std::uint64_t>(shard.end(static_cast<Index>(n)));
-  FileSlice part = read_file_slice(path, h.data_offset + begin * per_row, (end - begin) * per_row,
-                                   limits.max_input_bytes);
-  if (part.bytes.size() != (end - begin) * per_row || part.file_size != head.file_size) {
-    throw Error(ErrorCode::kIo, path + ": the file changed while being read (" +
-                                    std::to_string(head.file_size) + " bytes, then " +
-                                    std::to_string(part.file_size) + ")");
-  }
-  f.bytes = std::move(part.bytes);
+  f.bytes = read_file_part(path, h.data_offset + begin * per_row, (end - begin) * per_row,
+                           head.file_size, limits.max_input_bytes);
   f.first_row = begin;
   f.rows = end - begin;
   return f;
@@ -595,9 +590,11 @@ Dataset features_dataset(const NpyFile& f) {
   return ds;
 }
 
+// The whole file's labels or targets: one per example of the whole features file, also when ds
+// holds only a shard of its rows (see cut_labels_to_shard).
 void add_labels(Dataset& ds, const NpyFile& f, Task task, const ReadLimits& limits) {
   const NpyHeader& h = f.header;
-  const std::uint64_t n = static_cast<std::uint64_t>(ds.n);
+  const std::uint64_t n = static_cast<std::uint64_t>(ds.whole_rows());
   if (h.shape.empty() || h.shape.size() > 2) {
     throw Error(ErrorCode::kData, f.name + ": expected labels of shape (" + std::to_string(n) +
                                       ",) or (" + std::to_string(n) + ", k), found " +
@@ -765,22 +762,8 @@ Dataset load_npy(const std::string& features_path, const std::string& labels_pat
   Dataset ds = features_dataset(x);
   x.bytes = {};
   // The labels are read and checked whole (they decide the classes), then cut to the part.
-  const Index part_n = ds.n;
-  ds.n = ds.whole_rows();
   add_labels(ds, y, task, limits);
-  ds.n = part_n;
-  if (x.part()) {
-    const auto first = static_cast<std::ptrdiff_t>(ds.first_row);
-    if (!ds.labels.empty()) {
-      ds.labels =
-          std::vector<std::int32_t>(ds.labels.begin() + first, ds.labels.begin() + first + part_n);
-    }
-    const auto k = static_cast<std::ptrdiff_t>(ds.n_targets());
-    if (!ds.targets.empty()) {
-      ds.targets = std::vector<float>(ds.targets.begin() + first * k,
-                                      ds.targets.begin() + (first + part_n) * k);
-    }
-  }
+  if (x.part()) detail::cut_labels_to_shard(ds);
   return ds;
 }
 

@@ -5,6 +5,7 @@
 
 #include "backprop/data.hpp"
 #include "backprop/error.hpp"
+#include "data/shard.hpp"
 
 namespace backprop {
 
@@ -42,11 +43,21 @@ void keep_shard(Dataset& ds, Shard shard) {
   const Index begin = shard.begin(ds.n), end = shard.end(ds.n);
   keep_range(ds.x_u8, ds.n_features, begin, end);
   keep_range(ds.x_f32, ds.n_features, begin, end);
-  keep_range(ds.labels, 1, begin, end);
-  keep_range(ds.targets, ds.n_targets(), begin, end);
   ds.total_rows = ds.n;
   ds.first_row = begin;
   ds.n = end - begin;
+  detail::cut_labels_to_shard(ds);
 }
+
+namespace detail {
+
+void cut_labels_to_shard(Dataset& ds) {
+  const Index begin = ds.first_row, end = ds.first_row + ds.n;
+  BACKPROP_ASSERT(end <= ds.whole_rows());
+  keep_range(ds.labels, 1, begin, end);
+  keep_range(ds.targets, ds.n_targets(), begin, end);
+}
+
+}  // namespace detail
 
 }  // namespace backprop

@@ -135,6 +135,18 @@ FileSlice read_file_slice(const std::string& path, std::uint64_t offset, std::ui
   return out;
 }
 
+std::vector<std::uint8_t> read_file_part(const std::string& path, std::uint64_t offset,
+                                         std::uint64_t length, std::uint64_t file_size,
+                                         std::uint64_t max_bytes) {
+  FileSlice part = read_file_slice(path, offset, length, max_bytes);
+  if (part.bytes.size() != length || part.file_size != file_size) {
+    throw Error(ErrorCode::kIo, path + ": the file changed while being read (" +
+                                    std::to_string(file_size) + " bytes, then " +
+                                    std::to_string(part.file_size) + ")");
+  }
+  return std::move(part.bytes);
+}
+
 void write_file_atomic(const std::string& path, std::span<const std::uint8_t> bytes) {
   std::string tmpl = path + ".tmp.XXXXXX";
   std::vector<char> name(tmpl.begin(), tmpl.end());

@@ -482,6 +482,8 @@ int run_train_on(TrainFlags& f, MpiGroup* group, bool& collective_error) {
     }
   }
 
+  // The data's identity (sharded: computed below, from every rank's part).
+  if (!sharded) info.data_hash = data_hash(ds);
   if (group != nullptr) {
     // Before the first sum: every rank must be running the same command on the same data, from
     // the same checkpoint. Sharded, each rank holds other rows: it compares what it knows of the
@@ -493,7 +495,7 @@ int run_train_on(TrainFlags& f, MpiGroup* group, bool& collective_error) {
               (td.test ? std::to_string(td.test->whole_rows()) : std::string("-"));
       for (const std::string& c : ds.class_names) what += "\n" + c;
     } else {
-      what += data_hash(ds);
+      what += info.data_hash;
     }
     const std::vector<std::uint64_t> all = group->gather(fingerprint(what));
     for (int r = 1; r < group->size(); ++r) {
@@ -507,8 +509,8 @@ int run_train_on(TrainFlags& f, MpiGroup* group, bool& collective_error) {
     }
   }
 
-  // The data's identity and its preprocessing; sharded, over every rank's part.
-  info.data_hash = sharded ? sharded_data_hash(*group, ds) : data_hash(ds);
+  // The sharded data's identity, and the preprocessing; sharded, over every rank's part.
+  if (sharded) info.data_hash = sharded_data_hash(*group, ds);
   if (standardize) {
     data.pre = sharded ? standardize_preprocess_sharded(ds, split.train, *group)
                        : standardize_preprocess(ds, split.train);

@@ -536,6 +536,15 @@ const std::vector<Index>& ShardSchedule::before(Index to) {
   return taken_;
 }
 
+ShardSchedule::Slice ShardSchedule::slice(Index start, Index end, int rank) {
+  BACKPROP_ASSERT(rank >= 0 && static_cast<std::size_t>(rank) < parts_.size() && start <= end);
+  from_ = before(start);  // the same size every time: no allocation after the first
+  before(end);
+  Slice s{from_[static_cast<std::size_t>(rank)], taken_[static_cast<std::size_t>(rank)], 0};
+  for (std::size_t r = 0; r < static_cast<std::size_t>(rank); ++r) s.offset += taken_[r] - from_[r];
+  return s;
+}
+
 std::vector<EpochStats> train(Model& model, Optimizer& optimizer, const TrainData& data,
                               const TrainOptions& options, const TrainCallbacks& callbacks,
                               const TrainState* resume) {
@@ -674,14 +683,10 @@ std::vector<EpochStats> train(Model& model, Optimizer& optimizer, const TrainDat
         Index lo = start + b * rank / world, hi = start + b * (rank + 1) / world;
         Index offset = lo - start;
         if (sharded) {
-          const std::vector<Index> from = schedule.before(start);
-          const std::vector<Index>& to = schedule.before(start + b);
-          offset = 0;
-          for (int r = 0; r < rank; ++r) {
-            offset += to[static_cast<std::size_t>(r)] - from[static_cast<std::size_t>(r)];
-          }
-          lo = from[static_cast<std::size_t>(rank)];
-          hi = to[static_cast<std::size_t>(rank)];
+          const ShardSchedule::Slice s = schedule.slice(start, start + b, rank);
+          lo = s.lo;
+          hi = s.hi;
+          offset = s.offset;
           BACKPROP_ASSERT(hi - lo <= rows_max && hi <= static_cast<Index>(st.order.size()));
         }
         stop = data_parallel_batch(

@@ -198,8 +198,15 @@ class ShardSchedule {
   // asked, or over from the epoch's start when `to` is before it.
   const std::vector<Index>& before(Index to);
 
+  // Rank `rank`'s rows of the global positions [start, end): rows [lo, hi) of its part, which
+  // are rows [offset, offset + hi − lo) of the batch's rows in rank order.
+  struct Slice {
+    Index lo = 0, hi = 0, offset = 0;
+  };
+  Slice slice(Index start, Index end, int rank);
+
  private:
-  std::vector<Index> parts_, taken_;
+  std::vector<Index> parts_, taken_, from_;
   Index n_ = 0, at_ = 0;
 };
 

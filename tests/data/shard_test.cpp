@@ -458,6 +458,19 @@ TEST(ShardSchedule, EveryBatchHasItsSizeAndEveryPartIsUsedUpEvenly) {
         last = now;
       }
       EXPECT_EQ(last, parts);
+      // Each rank's slice of each batch (one schedule per rank, as each rank keeps its own):
+      // the slices follow each other in rank order and fill the batch.
+      std::vector<ShardSchedule> per_rank(parts.size(), ShardSchedule(parts));
+      for (Index start = 0; start < n; start += bs) {
+        const Index end = std::min(n, start + bs);
+        Index offset = 0;
+        for (std::size_t r = 0; r < parts.size(); ++r) {
+          const ShardSchedule::Slice sl = per_rank[r].slice(start, end, static_cast<int>(r));
+          EXPECT_EQ(sl.offset, offset);
+          offset += sl.hi - sl.lo;
+        }
+        EXPECT_EQ(offset, end - start);
+      }
       // Asking for an earlier position starts the epoch over; a resumed epoch fast-forwards.
       EXPECT_EQ(s.before(0), std::vector<Index>(parts.size(), 0));
       ShardSchedule fresh(parts);

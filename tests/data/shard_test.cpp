@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <random>
 #include <span>
 #include <string>
@@ -352,47 +353,46 @@ TEST(Sharded, EveryRankResumesFromRankZerosCheckpointToTheUninterruptedBits) {
   o.epochs = 3;
   o.batch_size = 4;
   o.dropout = {0.1};
-  const auto setup = [&](const Dataset& part, Collective& c, TrainData& data) {
+  // One rank's run on its part: from the seed's weights, or from rank 0's checkpoint (params,
+  // optimizer state, TrainState) when `from` is given; returns the final weights.
+  struct Checkpoint {
+    std::vector<float> params;
+    OptimizerState optimizer;
+    TrainState state;
+  };
+  const auto run_rank = [&](Collective& c, TrainOptions mine, const TrainCallbacks& cb,
+                            const Checkpoint* from) {
+    Dataset part = whole;
+    keep_shard(part, Shard{c.rank(), c.size()});
+    TrainData data;
     data.data = &part;
     data.train_rows = all_rows(part);
     data.sharded = true;
     data.pre = standardize_preprocess_sharded(part, data.train_rows, c);
+    Model model(spec);
+    model.init(Init::kXavier, 5);
+    std::unique_ptr<Optimizer> opt = make_optimizer({.kind = "adam", .lr = 0.01});
+    if (from != nullptr) {
+      std::copy(from->params.begin(), from->params.end(), model.params().begin());
+      opt->set_state(from->optimizer, model.params().size());
+    }
+    mine.collective = &c;
+    train(model, *opt, data, mine, cb, from != nullptr ? &from->state : nullptr);
+    return std::vector<float>(model.params().begin(), model.params().end());
   };
-  const auto adam = [] { return make_optimizer({.kind = "adam", .lr = 0.01}); };
 
   std::vector<std::vector<float>> straight(kRanks), resumed(kRanks);
   ThreadRanks uninterrupted(kRanks);
   uninterrupted.run([&](Collective& c) {
-    Dataset part = whole;
-    keep_shard(part, Shard{c.rank(), c.size()});
-    TrainData data;
-    setup(part, c, data);
-    Model model(spec);
-    model.init(Init::kXavier, 5);
-    auto opt = adam();
-    TrainOptions mine = o;
-    mine.collective = &c;
-    train(model, *opt, data, mine);
-    straight[static_cast<std::size_t>(c.rank())].assign(model.params().begin(),
-                                                        model.params().end());
+    straight[static_cast<std::size_t>(c.rank())] = run_rank(c, o, {}, nullptr);
   });
 
   // Stopped after the 5th batch of epoch 2 (41 rows in batches of 4: 11 an epoch).
   std::atomic<bool> stop{false};
-  std::vector<float> params0;
-  OptimizerState opt0;
-  TrainState state0;
+  Checkpoint rank0;
   ThreadRanks interrupted(kRanks);
   interrupted.run([&](Collective& c) {
-    Dataset part = whole;
-    keep_shard(part, Shard{c.rank(), c.size()});
-    TrainData data;
-    setup(part, c, data);
-    Model model(spec);
-    model.init(Init::kXavier, 5);
-    auto opt = adam();
     TrainOptions mine = o;
-    mine.collective = &c;
     mine.stop = &stop;
     mine.checkpoint_every_epochs = 0;
     TrainCallbacks cb;
@@ -401,32 +401,18 @@ TEST(Sharded, EveryRankResumesFromRankZerosCheckpointToTheUninterruptedBits) {
         if (p.epoch == 2 && p.done == 20) stop.store(true);
       };
       cb.checkpoint = [&](const Model& m, const Optimizer& op, const TrainState& st) {
-        params0.assign(m.params().begin(), m.params().end());
-        opt0 = op.state();
-        state0 = st;
+        rank0 = {{m.params().begin(), m.params().end()}, op.state(), st};
         return std::string("memory");
       };
     }
-    EXPECT_THROW(train(model, *opt, data, mine, cb), Error);
+    EXPECT_THROW(run_rank(c, mine, cb, nullptr), Error);
   });
-  ASSERT_EQ(state0.epoch, 1);
-  ASSERT_EQ(state0.batch, 6);  // the stop seen at batch 5 is acted on together at batch 6
+  ASSERT_EQ(rank0.state.epoch, 1);
+  ASSERT_EQ(rank0.state.batch, 6);  // the stop seen at batch 5 is acted on together at batch 6
 
   ThreadRanks again(kRanks);
   again.run([&](Collective& c) {
-    Dataset part = whole;
-    keep_shard(part, Shard{c.rank(), c.size()});
-    TrainData data;
-    setup(part, c, data);
-    Model model(spec);
-    std::copy(params0.begin(), params0.end(), model.params().begin());
-    auto opt = adam();
-    opt->set_state(opt0, model.params().size());
-    TrainOptions mine = o;
-    mine.collective = &c;
-    train(model, *opt, data, mine, {}, &state0);
-    resumed[static_cast<std::size_t>(c.rank())].assign(model.params().begin(),
-                                                       model.params().end());
+    resumed[static_cast<std::size_t>(c.rank())] = run_rank(c, o, {}, &rank0);
   });
   for (int r = 0; r < kRanks; ++r) {
     EXPECT_EQ(resumed[static_cast<std::size_t>(r)], straight[0]) << "rank " << r;

@@ -308,6 +308,7 @@ double frobenius(std::span<const float> v) {
 // Per-layer norms and the saturation or dead fractions, from a forward and backward pass of the
 // probe batch (which overwrites the gradients, not the parameters).
 void measure_health(Model& model, ConstMatrixView x, ConstMatrixView y, EpochStats& st) {
+  if (x.rows == 0) return;  // no probe rows (a rank whose part has no training rows): no figures
   model.forward(x);
   model.backward(x, y);
   st.grad_norm = frobenius(model.grads());
@@ -759,7 +760,7 @@ std::vector<EpochStats> train(Model& model, Optimizer& optimizer, const TrainDat
               ? evaluate_sharded(model, *data.test, all_rows(*data.test), data.pre, *comm).metrics
               : evaluate(model, *data.test, {}, data.pre).metrics;
     }
-    if (px.rows() > 0) measure_health(model, px.view(), py.view(), stats);
+    measure_health(model, px.view(), py.view(), stats);
     // The model's parameters must still be finite after the epoch (the fused SGD path updates
     // them without materialising gradients).
     if (!all_finite(model.params())) nonfinite(epoch, st.batch, "a weight is not finite", false);

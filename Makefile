@@ -1,11 +1,15 @@
 # Thin wrappers over scripts/setup, CMake presets and ctest. Each target installs what is missing
-# first (scripts/setup is quiet and quick when everything is present).
-#   make run              build in Release and train the default network on Fashion-MNIST
-#   make test             build with warnings as errors and run the whole test suite; then again
-#                         under ASan + UBSan, the threaded tests under TSan, and each fuzz target
-#                         for 60 s from its corpus (with clang-14; docs/reliability.md)
+# first (scripts/setup is quiet and quick when everything is present), and only what it needs.
+#   make run              install the build packages, build the backprop binary (Release) and
+#                         train the default network on Fashion-MNIST
+#   make test             build with warnings as errors and run the whole suite once (unit,
+#                         gradient checks, CLI, interop, MPI, Python package, report in Chromium,
+#                         reliability catalogue, fault-injection short trials, fuzz corpus replay)
+#   make check            what CI runs after make test: the suite under ASan + UBSan, the threaded
+#                         tests under TSan, and each fuzz target for 60 s (with clang-14;
+#                         docs/reliability.md)
 #   make test-long        the fault-injection tests with 200 SIGKILL trials and 50 signal trials,
-#                         and each fuzz target for 10 minutes (not part of test)
+#                         and each fuzz target for 10 minutes (not part of test or check)
 #   make bench            backprop against OpenBLAS, BLIS, oneDNN and PyTorch: one table, also
 #                         written to bench/results/bench.md (about 9 minutes; not part of test);
 #                         then 2 MPI ranks against 2 threads (bench/mpi_bench.py, bench/results/mpi.md)
@@ -14,14 +18,15 @@ JOBS ?= $(shell nproc)
 MAKEFLAGS += --no-print-directory
 RUN_FLAGS ?=
 
-.PHONY: run test test-long build setup bench bench-accuracy clean
+.PHONY: run test check test-long build setup bench bench-accuracy clean
 
 setup:
 	@scripts/setup
 
+# Only the binary: not the examples or the fuzz corpus replays (make test builds those).
 build: setup
 	@cmake --preset release >/dev/null
-	@cmake --build --preset release -j $(JOBS)
+	@cmake --build --preset release -j $(JOBS) --target backprop_cli
 
 run: build
 	build/release/backprop train --save model.safetensors $(RUN_FLAGS)
@@ -33,10 +38,14 @@ TSAN_TESTS = kernels_gemm_test kernels_math_test parallel_thread_pool_test train
              model_test optimizer_test data_shard_test
 FUZZ_SECONDS ?= 60
 
-test: setup
+test:
+	@scripts/setup --test
 	cmake --preset test
 	cmake --build --preset test -j $(JOBS)
 	ctest --preset test -j $(JOBS)
+
+check:
+	@scripts/setup --check
 	cmake --preset asan
 	cmake --build --preset asan -j $(JOBS)
 	ctest --preset asan -j $(JOBS)
@@ -45,7 +54,8 @@ test: setup
 	ctest --preset tsan -j $(JOBS)
 	fuzz/run.sh --seconds $(FUZZ_SECONDS)
 
-test-long: setup
+test-long:
+	@scripts/setup --check
 	cmake --preset test
 	cmake --build --preset test -j $(JOBS)
 	BACKPROP_FAULT_TRIALS=200 BACKPROP_SIGNAL_TRIALS=50 \

@@ -649,6 +649,23 @@ std::vector<nlohmann::json> parse_log(std::string_view text, const std::string& 
   return epochs;
 }
 
+namespace {
+
+// A wrong prediction: the row, its true and predicted class, the predicted class's output.
+struct Candidate {
+  Index row, truth, predicted;
+  double confidence;
+};
+
+void add_model(const ReportInput& in, Report& r);
+void add_evaluation(const ReportInput& in, Report& r);
+std::vector<std::string> target_names(const ModelInfo& info, Index k);
+std::vector<Candidate> scan_outputs(const ReportInput& in, const std::vector<Index>& rows,
+                                    Report& r);
+void keep_most_confident(std::vector<Candidate> wrong, const Dataset& ds, Report& r);
+
+}  // namespace
+
 Report make_report(const ReportInput& in) {
   BACKPROP_ASSERT(!in.epochs.empty());
   Report r;
@@ -659,7 +676,15 @@ Report make_report(const ReportInput& in) {
                ? Task::kRegress
                : Task::kClassify;
   if (in.model == nullptr || in.info == nullptr) return r;
+  add_model(in, r);
+  if (in.data != nullptr) add_evaluation(in, r);
+  return r;
+}
 
+namespace {
+
+// The model's architecture and provenance, and its task; the log's layers must be the model's.
+void add_model(const ReportInput& in, Report& r) {
   r.has_model = true;
   r.model_name = in.model_name;
   r.spec = in.model->spec();
@@ -672,36 +697,48 @@ Report make_report(const ReportInput& in) {
                                       " layers, " + in.model_name + " has " +
                                       std::to_string(r.spec.n_layers()));
   }
-  if (in.data == nullptr) return r;
+}
 
+// The model evaluated on the data's rows (all when in.rows is empty), with the most confidently
+// wrong examples (classify) or the predicted-versus-true scatter (regress). No rows: nothing.
+void add_evaluation(const ReportInput& in, Report& r) {
   const Dataset& ds = *in.data;
   std::vector<Index> rows =
       in.rows.empty() ? all_rows(ds) : std::vector<Index>(in.rows.begin(), in.rows.end());
-  if (rows.empty()) return r;
-  Model& model = *in.model;
+  if (rows.empty()) return;
   r.evaluated = true;
   r.eval_name = in.data_name;
   r.eval_source = ds.source;
-  r.eval = evaluate(model, ds, rows, in.pre);
-
-  const bool classify = r.task == Task::kClassify;
-  const Index k = model.n_outputs();
-  const bool image =
-      ds.sample_shape.size() == 2 && ds.sample_shape[0] * ds.sample_shape[1] == ds.n_features;
-  if (!classify) {
-    for (Index t = 0; t < k && static_cast<std::size_t>(t) < kMaxScatterTargets; ++t) {
-      r.target_names.push_back(static_cast<std::size_t>(t) < r.info.label_columns.size()
-                                   ? r.info.label_columns[static_cast<std::size_t>(t)]
-                                   : "target " + std::to_string(t + 1));
-    }
+  r.eval = evaluate(*in.model, ds, rows, in.pre);
+  if (r.task != Task::kClassify) {
+    r.target_names = target_names(r.info, in.model->n_outputs());
     r.scatter.resize(r.target_names.size());
   }
+  std::vector<Candidate> wrong = scan_outputs(in, rows, r);
+  if (r.task == Task::kClassify) keep_most_confident(std::move(wrong), ds, r);
+}
+
+// The names of the first kMaxScatterTargets of k targets: their label columns, else "target N".
+std::vector<std::string> target_names(const ModelInfo& info, Index k) {
+  std::vector<std::string> names;
+  for (Index t = 0; t < k && static_cast<std::size_t>(t) < kMaxScatterTargets; ++t) {
+    names.push_back(static_cast<std::size_t>(t) < info.label_columns.size()
+                        ? info.label_columns[static_cast<std::size_t>(t)]
+                        : "target " + std::to_string(t + 1));
+  }
+  return names;
+}
+
+// Forward passes over the rows, a batch at a time: returns the wrong predictions (classify), or
+// adds an even sample of the rows' (truth, predicted) to r.scatter per target (regress).
+std::vector<Candidate> scan_outputs(const ReportInput& in, const std::vector<Index>& rows,
+                                    Report& r) {
+  const Dataset& ds = *in.data;
+  Model& model = *in.model;
+  const bool classify = r.task == Task::kClassify;
+  const Index k = model.n_outputs();
   // An even stride over the rows keeps the scatter at most kMaxScatterPoints, deterministically.
   const std::size_t stride = (rows.size() + kMaxScatterPoints - 1) / kMaxScatterPoints;
-  struct Candidate {
-    Index row, truth, predicted;
-    double confidence;
-  };
   std::vector<Candidate> wrong;
   constexpr Index kBatch = 1000;
   Matrix x(std::min<Index>(kBatch, static_cast<Index>(rows.size())), ds.n_features);
@@ -727,25 +764,32 @@ Report make_report(const ReportInput& in) {
       }
     }
   }
-  if (classify) {
-    const std::size_t n = std::min(kMaxWrongExamples, wrong.size());
-    std::partial_sort(wrong.begin(), wrong.begin() + static_cast<std::ptrdiff_t>(n), wrong.end(),
-                      [](const Candidate& a, const Candidate& b) {
-                        return a.confidence != b.confidence ? a.confidence > b.confidence
-                                                            : a.row < b.row;
-                      });
-    for (std::size_t i = 0; i < n; ++i) {
-      WrongExample w{wrong[i].row, wrong[i].truth, wrong[i].predicted, wrong[i].confidence, {}};
-      if (image) w.pixels = pixels_of(ds, w.row);
-      r.wrong.push_back(std::move(w));
-    }
-    if (image) {
-      r.image_height = ds.sample_shape[0];
-      r.image_width = ds.sample_shape[1];
-    }
-  }
-  return r;
+  return wrong;
 }
+
+// The kMaxWrongExamples most confident wrong predictions into r.wrong, most confident first (then
+// by row), with their pixels when the samples are 2-D images.
+void keep_most_confident(std::vector<Candidate> wrong, const Dataset& ds, Report& r) {
+  const bool image =
+      ds.sample_shape.size() == 2 && ds.sample_shape[0] * ds.sample_shape[1] == ds.n_features;
+  const std::size_t n = std::min(kMaxWrongExamples, wrong.size());
+  std::partial_sort(wrong.begin(), wrong.begin() + static_cast<std::ptrdiff_t>(n), wrong.end(),
+                    [](const Candidate& a, const Candidate& b) {
+                      return a.confidence != b.confidence ? a.confidence > b.confidence
+                                                          : a.row < b.row;
+                    });
+  for (std::size_t i = 0; i < n; ++i) {
+    WrongExample w{wrong[i].row, wrong[i].truth, wrong[i].predicted, wrong[i].confidence, {}};
+    if (image) w.pixels = pixels_of(ds, w.row);
+    r.wrong.push_back(std::move(w));
+  }
+  if (image) {
+    r.image_height = ds.sample_shape[0];
+    r.image_width = ds.sample_shape[1];
+  }
+}
+
+}  // namespace
 
 std::string report_verdict(const Report& r) {
   const json& last = r.epochs.back();

@@ -599,6 +599,34 @@ std::string script_json(const nlohmann::json& j) {
   return out;
 }
 
+namespace {
+
+// A log line's members other than "epoch": numbers, null or true/false, and "layers" a list of
+// objects of numbers or null. `where` ("run.jsonl:3: ") starts each message.
+void check_log_members(const json& j, const std::string& where) {
+  for (const auto& [key, value] : j.items()) {
+    if (key == "layers") {
+      if (!value.is_array()) throw Error(ErrorCode::kFormat, where + "\"layers\" is not a list");
+      for (const json& l : value) {
+        if (!l.is_object()) {
+          throw Error(ErrorCode::kFormat, where + "\"layers\" holds a non-object");
+        }
+        for (const auto& [lk, lv] : l.items()) {
+          if (!lv.is_number() && !lv.is_null()) {
+            throw Error(ErrorCode::kFormat,
+                        where + "layer value \"" + escape_controls(lk, 64) + "\" is not a number");
+          }
+        }
+      }
+    } else if (!value.is_number() && !value.is_null() && !value.is_boolean()) {
+      throw Error(ErrorCode::kFormat,
+                  where + "\"" + escape_controls(key, 64) + "\" is not a number");
+    }
+  }
+}
+
+}  // namespace
+
 std::vector<nlohmann::json> parse_log(std::string_view text, const std::string& name) {
   std::vector<json> epochs;
   std::size_t line_no = 0, pos = 0;
@@ -624,25 +652,7 @@ std::vector<nlohmann::json> parse_log(std::string_view text, const std::string& 
                                           " does not follow epoch " +
                                           std::to_string(epoch_of(epochs.back())));
     }
-    for (const auto& [key, value] : j.items()) {
-      if (key == "layers") {
-        if (!value.is_array()) throw Error(ErrorCode::kFormat, where + "\"layers\" is not a list");
-        for (const json& l : value) {
-          if (!l.is_object()) {
-            throw Error(ErrorCode::kFormat, where + "\"layers\" holds a non-object");
-          }
-          for (const auto& [lk, lv] : l.items()) {
-            if (!lv.is_number() && !lv.is_null()) {
-              throw Error(ErrorCode::kFormat, where + "layer value \"" + escape_controls(lk, 64) +
-                                                  "\" is not a number");
-            }
-          }
-        }
-      } else if (!value.is_number() && !value.is_null() && !value.is_boolean()) {
-        throw Error(ErrorCode::kFormat,
-                    where + "\"" + escape_controls(key, 64) + "\" is not a number");
-      }
-    }
+    check_log_members(j, where);
     epochs.push_back(std::move(j));
   }
   if (epochs.empty()) throw Error(ErrorCode::kData, name + ": holds no epochs");

@@ -1,5 +1,6 @@
 // backprop report, and the report module train --report shares (report.hpp): gather the figures,
-// judge the run in one line, and write them out as one self-contained HTML file.
+// judge the run in one line, turn them into the page's JSON, and fill the page template
+// (cli/report.html) with it; report.js lays the page out in the browser.
 #include "report.hpp"
 
 #include <algorithm>
@@ -273,8 +274,9 @@ std::string base64(std::span<const std::uint8_t> bytes) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Charts: each is {id, title, xlabel, ylabel, log, x, series: [{label, color, values, dash,
-// points}]}; report.js hands them to uPlot as they are.
+// Charts: each is {section, id, title, xlabel, ylabel, log, x, series: [{label, color, values,
+// dash, points}]}; report.js puts it in its section ("curves", "layers" or "scatter") and hands
+// it to uPlot as it is.
 
 json series(const std::string& label, std::size_t color, json values, bool dash = false) {
   return {{"label", label},
@@ -284,10 +286,10 @@ json series(const std::string& label, std::size_t color, json values, bool dash 
           {"points", false}};
 }
 
-json chart(const std::string& id, const std::string& title, const std::string& ylabel,
-           const json& x, json list, bool log = false) {
-  return {{"id", id},   {"title", title}, {"xlabel", "epoch"},        {"ylabel", ylabel},
-          {"log", log}, {"x", x},         {"series", std::move(list)}};
+json chart(const char* section, const std::string& id, const std::string& title,
+           const std::string& ylabel, const json& x, json list, bool log = false) {
+  return {{"section", section}, {"id", id},   {"title", title}, {"xlabel", "epoch"},
+          {"ylabel", ylabel},   {"log", log}, {"x", x},         {"series", std::move(list)}};
 }
 
 // Log-scale charts cannot show 0 or negative values: those become gaps.
@@ -298,13 +300,10 @@ json positive_only(json values) {
   return values;
 }
 
-json charts_json(const Report& r) {
+// The learning curves: loss, accuracy or RMSE per set, the learning rate; x: the epochs.
+void add_curve_charts(const Report& r, const json& x, json& charts) {
   const std::vector<json>& e = r.epochs;
-  json x = json::array();
-  for (const json& ep : e) x.push_back(epoch_of(ep));
-  json charts = json::array();
   const char* sets[] = {"train", "val", "test"};
-
   json loss = json::array();
   json metric = json::array();
   const bool classify = r.task == Task::kClassify;
@@ -316,42 +315,49 @@ json charts_json(const Report& r) {
           series(set_name(p), s, column(e, p + "_" + metric_key(r.task), classify ? 100 : 1)));
     }
   }
-  charts.push_back(chart("loss", "Loss", "loss", x, loss));
+  charts.push_back(chart("curves", "loss", "Loss", "loss", x, loss));
   if (!metric.empty()) {
-    charts.push_back(chart("metric", classify ? "Accuracy" : "RMSE",
+    charts.push_back(chart("curves", "metric", classify ? "Accuracy" : "RMSE",
                            classify ? "accuracy (%)" : "RMSE", x, metric));
   }
   if (has_key(e, "learning_rate")) {
-    charts.push_back(chart("lr", "Learning rate", "η", x,
+    charts.push_back(chart("curves", "lr", "Learning rate", "η", x,
                            json::array({series("learning rate", 4, column(e, "learning_rate"))})));
   }
+}
+
+// Layer health: weight and gradient norms per layer, dead and saturated fractions.
+void add_layer_charts(const Report& r, const json& x, json& charts) {
+  const std::vector<json>& e = r.epochs;
   const std::size_t n_layers = layer_count(e);
-  if (n_layers > 0) {
-    json weights = json::array(), grads = json::array(), health = json::array();
-    for (std::size_t l = 0; l < n_layers; ++l) {
-      const std::string name = "layer " + std::to_string(l + 1);
-      weights.push_back(series(name, l, layer_column(e, l, "weight_norm")));
-      grads.push_back(series(name, l, positive_only(layer_column(e, l, "grad_norm"))));
-      if (layer_has(e, l, "dead")) {
-        health.push_back(series(name + " dead", l, layer_column(e, l, "dead", 100)));
-      }
-      if (layer_has(e, l, "saturated")) {
-        health.push_back(series(name + " saturated", l, layer_column(e, l, "saturated", 100)));
-      }
+  if (n_layers == 0) return;
+  json weights = json::array(), grads = json::array(), health = json::array();
+  for (std::size_t l = 0; l < n_layers; ++l) {
+    const std::string name = "layer " + std::to_string(l + 1);
+    weights.push_back(series(name, l, layer_column(e, l, "weight_norm")));
+    grads.push_back(series(name, l, positive_only(layer_column(e, l, "grad_norm"))));
+    if (layer_has(e, l, "dead")) {
+      health.push_back(series(name + " dead", l, layer_column(e, l, "dead", 100)));
     }
-    if (has_key(e, "grad_norm")) {
-      grads.push_back(series("all layers", 7, positive_only(column(e, "grad_norm")), true));
-    }
-    charts.push_back(chart("weight-norm", "Weight norm per layer", "‖W‖", x, weights));
-    charts.push_back(
-        chart("grad-norm", "Gradient norm per layer (log scale)", "‖∂L/∂W‖", x, grads, true));
-    if (!health.empty()) {
-      charts.push_back(
-          chart("health", "Dead / saturated units", "% of the layer's units", x, health));
+    if (layer_has(e, l, "saturated")) {
+      health.push_back(series(name + " saturated", l, layer_column(e, l, "saturated", 100)));
     }
   }
-  // Regression: predicted against true, the points sorted by the true value (uPlot's x must
-  // ascend), with the ideal y = x as a dashed line.
+  if (has_key(e, "grad_norm")) {
+    grads.push_back(series("all layers", 7, positive_only(column(e, "grad_norm")), true));
+  }
+  charts.push_back(chart("layers", "weight-norm", "Weight norm per layer", "‖W‖", x, weights));
+  charts.push_back(chart("layers", "grad-norm", "Gradient norm per layer (log scale)", "‖∂L/∂W‖", x,
+                         grads, true));
+  if (!health.empty()) {
+    charts.push_back(
+        chart("layers", "health", "Dead / saturated units", "% of the layer's units", x, health));
+  }
+}
+
+// Regression: predicted against true per target, the points sorted by the true value (uPlot's x
+// must ascend), with the ideal y = x as a dashed line.
+void add_scatter_charts(const Report& r, json& charts) {
   for (std::size_t t = 0; t < r.scatter.size(); ++t) {
     std::vector<std::pair<float, float>> pts = r.scatter[t];
     std::stable_sort(pts.begin(), pts.end(),
@@ -364,59 +370,57 @@ json charts_json(const Report& r) {
     json pred = series("predicted", 0, predicted);
     pred["points"] = true;
     json c =
-        chart("scatter-" + std::to_string(t), "Predicted vs true: " + r.target_names[t],
+        chart("scatter", "scatter-" + std::to_string(t), "Predicted vs true: " + r.target_names[t],
               "predicted", truth, json::array({pred, series("ideal (y = x)", 3, truth, true)}));
     c["xlabel"] = "true";
     charts.push_back(c);
   }
+}
+
+json charts_json(const Report& r) {
+  json x = json::array();
+  for (const json& e : r.epochs) x.push_back(epoch_of(e));
+  json charts = json::array();
+  add_curve_charts(r, x, charts);
+  add_layer_charts(r, x, charts);
+  add_scatter_charts(r, charts);
   return charts;
 }
 
 // ---------------------------------------------------------------------------------------------
-// HTML
+// The page's data (report_json): every figure as the text the page shows; report.js lays it out.
 
-std::string chart_div(const json& c) {
-  return "<figure class=\"chart\" id=\"chart-" + html_escape(c["id"].get<std::string>()) +
-         "\" data-series=\"" + std::to_string(c["series"].size()) + "\" data-points=\"" +
-         std::to_string(c["x"].size()) + "\"><figcaption>" +
-         html_escape(c["title"].get<std::string>()) + "</figcaption></figure>\n";
+// A figure of the task's metric: accuracy as a percentage, RMSE as a number.
+std::string metric_text(const Report& r, double v) {
+  return r.task == Task::kClassify ? pct(v) : fmt_g(v);
 }
 
-std::string row(const std::string& head, const std::string& cell_html) {
-  return "<tr><th>" + html_escape(head) + "</th><td>" + cell_html + "</td></tr>\n";
+std::string network_text(const Report& r) {
+  if (!r.has_model) {
+    return std::to_string(layer_count(r.epochs)) + " layers (from the log; no model given)";
+  }
+  return format_layers(r.spec.layers) + " · " + std::string(to_string(r.spec.hidden)) +
+         " hidden · " + std::string(to_string(r.spec.output)) + " output · " +
+         std::string(to_string(r.spec.loss)) + " loss · " +
+         format_thousands(static_cast<double>(r.spec.n_params())) + " parameters";
 }
 
-std::string summary_table(const Report& r) {
-  std::string out = "<table id=\"summary\">\n";
-  const json& last = r.epochs.back();
-  if (r.has_model) {
-    std::string arch = format_layers(r.spec.layers) + " · " +
-                       std::string(to_string(r.spec.hidden)) + " hidden · " +
-                       std::string(to_string(r.spec.output)) + " output · " +
-                       std::string(to_string(r.spec.loss)) + " loss · " +
-                       format_thousands(static_cast<double>(r.spec.n_params())) + " parameters";
-    out += row("Network", html_escape(arch));
-  } else {
-    out += row("Network", html_escape(std::to_string(layer_count(r.epochs)) +
-                                      " layers (from the log; no model given)"));
-  }
-  out += row(
-      "Task",
-      r.task == Task::kClassify
-          ? html_escape("classification" +
-                        (r.has_model ? ", " + std::to_string(r.info.class_names.size()) + " classes"
-                                     : std::string()))
-          : "regression");
-  out += row("Command", "<code>" + html_escape(r.command_line) + "</code>");
-  if (r.has_model) {
-    out += row("Model file", html_escape(r.model_name.empty() ? "(not saved)" : r.model_name));
-    std::string prov = "backprop " + (r.info.version.empty() ? "?" : r.info.version) + " · seed " +
-                       std::to_string(r.info.seed) + " · init " + r.info.init + " · data " +
-                       r.info.data_hash + " (XXH3-128) · " +
-                       format_thousands(static_cast<double>(r.info.train_examples)) +
-                       " training examples";
-    out += row("Provenance", html_escape(prov));
-  }
+std::string task_text(const Report& r) {
+  if (r.task != Task::kClassify) return "regression";
+  return "classification" + (r.has_model
+                                 ? ", " + std::to_string(r.info.class_names.size()) + " classes"
+                                 : std::string());
+}
+
+std::string provenance_text(const Report& r) {
+  return "backprop " + (r.info.version.empty() ? "?" : r.info.version) + " · seed " +
+         std::to_string(r.info.seed) + " · init " + r.info.init + " · data " + r.info.data_hash +
+         " (XXH3-128) · " + format_thousands(static_cast<double>(r.info.train_examples)) +
+         " training examples";
+}
+
+// The log's epochs, the seconds they took and the mean throughput.
+std::string log_text(const Report& r) {
   double seconds = 0, rate = 0;
   int n_rate = 0;
   for (const json& e : r.epochs) {
@@ -426,86 +430,84 @@ std::string summary_table(const Report& r) {
       ++n_rate;
     }
   }
-  out += row("Log", html_escape(r.log_name + ": " + std::to_string(r.epochs.size()) + " epochs, " +
-                                fmt(seconds, 1) + " s of training" +
-                                (n_rate ? ", " + format_thousands(rate / n_rate) + " samples/s"
-                                        : std::string())));
-  if (r.evaluated) {
-    out += row("Evaluated on",
-               html_escape(r.eval_name + ": " + r.eval_source + ", " +
-                           format_thousands(static_cast<double>(r.eval.metrics.n)) + " examples"));
-  }
-  // Final figures: the last epoch of each set, then the evaluation of the final model.
-  const bool classify = r.task == Task::kClassify;
-  std::string fig = "<table id=\"final\"><tr><th></th><th>loss</th><th>" +
-                    std::string(classify ? "accuracy" : "RMSE") + "</th></tr>";
+  return r.log_name + ": " + std::to_string(r.epochs.size()) + " epochs, " + fmt(seconds, 1) +
+         " s of training" +
+         (n_rate ? ", " + format_thousands(rate / n_rate) + " samples/s" : std::string());
+}
+
+std::string evaluated_text(const Report& r) {
+  return r.eval_name + ": " + r.eval_source + ", " +
+         format_thousands(static_cast<double>(r.eval.metrics.n)) + " examples";
+}
+
+// The final figures: the last epoch of each set, then the evaluation of the final model;
+// {metric, rows: [{set, loss, metric}], note} (note: MAE and R², for an evaluated regression).
+json final_figures_json(const Report& r) {
+  const json& last = r.epochs.back();
+  json rows = json::array();
   for (const char* p : {"train", "val", "test"}) {
     const std::string s = p;
     if (!last.contains(s + "_loss")) continue;
-    const double loss = number(last, s + "_loss").value_or(NAN);
-    const double m = number(last, s + "_" + metric_key(r.task)).value_or(NAN);
-    fig += "<tr><td>" + html_escape(set_name(s)) + " (epoch " + std::to_string(epoch_of(last)) +
-           (s == "train" ? ", running" : "") + ")</td><td>" + fmt(loss, 4) + "</td><td>" +
-           (classify ? pct(m) : fmt_g(m)) + "</td></tr>";
+    rows.push_back(
+        {{"set", set_name(s) + " (epoch " + std::to_string(epoch_of(last)) +
+                     (s == "train" ? ", running" : "") + ")"},
+         {"loss", fmt(number(last, s + "_loss").value_or(NAN), 4)},
+         {"metric", metric_text(r, number(last, s + "_" + metric_key(r.task)).value_or(NAN))}});
   }
+  const bool classify = r.task == Task::kClassify;
   if (r.evaluated) {
-    fig += "<tr><td>" + html_escape(r.eval_name) + " (final model)</td><td>" +
-           fmt(r.eval.metrics.loss, 4) + "</td><td>" +
-           (classify ? pct(r.eval.metrics.accuracy) : fmt_g(r.eval.metrics.rmse)) + "</td></tr>";
+    rows.push_back(
+        {{"set", r.eval_name + " (final model)"},
+         {"loss", fmt(r.eval.metrics.loss, 4)},
+         {"metric", metric_text(r, classify ? r.eval.metrics.accuracy : r.eval.metrics.rmse)}});
   }
-  fig += "</table>";
+  json out{{"metric", classify ? "accuracy" : "RMSE"}, {"rows", std::move(rows)}};
   if (r.evaluated && !classify) {
-    fig += "<p>MAE " + fmt_g(r.eval.mae) + " · R² " + fmt(r.eval.r2, 4) + "</p>";
+    out["note"] = "MAE " + fmt_g(r.eval.mae) + " · R² " + fmt(r.eval.r2, 4);
   }
-  out += row("Final figures", fig);
-  return out + "</table>\n";
+  return out;
 }
 
-// The heatmap: rows true classes, columns predictions; each cell shaded by its share of the
-// row (recall on the diagonal in blue, confusions in red, stretched ×3 so small ones show).
-std::string confusion_table(const Report& r) {
-  const Index k = r.eval.n_classes;
-  const auto& names = r.info.class_names;
-  const auto at = [&](Index t, Index p) {
-    return r.eval.confusion[static_cast<std::size_t>(t * k + p)];
+// The header table's rows, in order: {name, text}, {name, code} for the command line, and
+// {name, final} for the final figures.
+json summary_json(const Report& r) {
+  auto text_row = [](const char* name, std::string text) {
+    return json{{"name", name}, {"text", std::move(text)}};
   };
-  std::string out =
-      "<table id=\"confusion\"><caption>rows: true class · columns: predicted</caption><tr><th>"
-      "</th>";
-  for (Index p = 0; p < k; ++p) {
-    out += "<th class=\"pred\">" + html_escape(names[static_cast<std::size_t>(p)]) + "</th>";
+  json rows = json::array();
+  rows.push_back(text_row("Network", network_text(r)));
+  rows.push_back(text_row("Task", task_text(r)));
+  rows.push_back({{"name", "Command"}, {"code", r.command_line}});
+  if (r.has_model) {
+    rows.push_back(text_row("Model file", r.model_name.empty() ? "(not saved)" : r.model_name));
+    rows.push_back(text_row("Provenance", provenance_text(r)));
   }
-  out += "</tr>\n";
-  for (Index t = 0; t < k; ++t) {
-    std::int64_t total = 0;
-    for (Index p = 0; p < k; ++p) total += at(t, p);
-    const std::string& tn = names[static_cast<std::size_t>(t)];
-    out += "<tr><th class=\"true\">" + html_escape(tn) + "</th>";
-    for (Index p = 0; p < k; ++p) {
-      const std::int64_t c = at(t, p);
-      const double share = total > 0 ? static_cast<double>(c) / static_cast<double>(total) : 0;
-      const double alpha = t == p ? share : std::min(1.0, 3 * share);
-      char style[96];
-      std::snprintf(style, sizeof style, "background:rgba(%s,%.3f)%s",
-                    t == p ? "31,119,180" : "214,39,40", alpha, alpha > 0.55 ? ";color:#fff" : "");
-      const std::string title = "true " + tn + ", predicted " + names[static_cast<std::size_t>(p)] +
-                                ": " + std::to_string(c) + " (" + pct(share, 1) + " of " + tn + ")";
-      out += "<td class=\"cell\" style=\"" + std::string(style) + "\" title=\"" +
-             html_escape(title) + "\">" + std::to_string(c) + "</td>";
-    }
-    out += "</tr>\n";
-  }
-  return out + "</table>\n";
+  rows.push_back(text_row("Log", log_text(r)));
+  if (r.evaluated) rows.push_back(text_row("Evaluated on", evaluated_text(r)));
+  rows.push_back({{"name", "Final figures"}, {"final", final_figures_json(r)}});
+  return rows;
 }
 
-std::string per_class_table(const Report& r) {
+// counts[t][p]: how many examples of true class t were predicted as p (K×K).
+json confusion_json(const Report& r) {
+  const Index k = r.eval.n_classes;
+  json counts = json::array();
+  for (Index t = 0; t < k; ++t) {
+    json row = json::array();
+    for (Index p = 0; p < k; ++p)
+      row.push_back(r.eval.confusion[static_cast<std::size_t>(t * k + p)]);
+    counts.push_back(std::move(row));
+  }
+  return counts;
+}
+
+// Per class: {class, support, precision, recall, f1}, from the confusion matrix.
+json per_class_json(const Report& r) {
   const Index k = r.eval.n_classes;
   const auto at = [&](Index t, Index p) {
     return static_cast<double>(r.eval.confusion[static_cast<std::size_t>(t * k + p)]);
   };
-  std::string out =
-      "<table id=\"per-class\"><tr><th>class</th><th>support</th><th>precision</th>"
-      "<th>recall</th><th>F1</th></tr>\n";
+  json rows = json::array();
   for (Index c = 0; c < k; ++c) {
     double row_sum = 0, col_sum = 0;
     for (Index j = 0; j < k; ++j) {
@@ -516,27 +518,30 @@ std::string per_class_table(const Report& r) {
     const double precision = col_sum > 0 ? tp / col_sum : NAN;
     const double recall = row_sum > 0 ? tp / row_sum : NAN;
     const double f1 = precision + recall > 0 ? 2 * precision * recall / (precision + recall) : NAN;
-    out += "<tr><td>" + html_escape(r.info.class_names[static_cast<std::size_t>(c)]) + "</td><td>" +
-           format_thousands(row_sum) + "</td><td>" + pct(precision, 1) + "</td><td>" +
-           pct(recall, 1) + "</td><td>" + pct(f1, 1) + "</td></tr>\n";
+    rows.push_back({{"class", r.info.class_names[static_cast<std::size_t>(c)]},
+                    {"support", format_thousands(row_sum)},
+                    {"precision", pct(precision, 1)},
+                    {"recall", pct(recall, 1)},
+                    {"f1", pct(f1, 1)}});
   }
-  return out + "</table>\n";
+  return rows;
 }
 
-std::string wrong_grid(const Report& r) {
-  std::string out = "<div id=\"wrong-grid\">\n";
-  for (std::size_t i = 0; i < r.wrong.size(); ++i) {
-    const WrongExample& w = r.wrong[i];
-    out += "<figure class=\"wrong\"><canvas class=\"sample\" width=\"" +
-           std::to_string(r.image_width) + "\" height=\"" + std::to_string(r.image_height) +
-           "\" data-index=\"" + std::to_string(i) + "\"></canvas><figcaption>true <b>" +
-           html_escape(r.info.class_names[static_cast<std::size_t>(w.truth)]) +
-           "</b><br>predicted <b>" +
-           html_escape(r.info.class_names[static_cast<std::size_t>(w.predicted)]) + "</b> " +
-           pct(w.confidence, 0) + "<br><small>row " + std::to_string(w.row) +
-           "</small></figcaption></figure>\n";
+// {width, height, examples: [{row, truth, predicted, output, output_rounded, pixels}]}: the
+// class names, the output as a percentage to 0.1 (the table) and to 1 (the image grid), and
+// for images (width > 0) the pixels, base64.
+json wrong_json(const Report& r) {
+  json examples = json::array();
+  for (const WrongExample& w : r.wrong) {
+    json e{{"row", w.row},
+           {"truth", r.info.class_names[static_cast<std::size_t>(w.truth)]},
+           {"predicted", r.info.class_names[static_cast<std::size_t>(w.predicted)]},
+           {"output", pct(w.confidence, 1)},
+           {"output_rounded", pct(w.confidence, 0)}};
+    if (!w.pixels.empty()) e["pixels"] = base64(w.pixels);
+    examples.push_back(std::move(e));
   }
-  return out + "</div>\n";
+  return {{"width", r.image_width}, {"height", r.image_height}, {"examples", std::move(examples)}};
 }
 
 }  // namespace
@@ -594,6 +599,34 @@ std::string script_json(const nlohmann::json& j) {
   return out;
 }
 
+namespace {
+
+// A log line's members other than "epoch": numbers, null or true/false, and "layers" a list of
+// objects of numbers or null. `where` ("run.jsonl:3: ") starts each message.
+void check_log_members(const json& j, const std::string& where) {
+  for (const auto& [key, value] : j.items()) {
+    if (key == "layers") {
+      if (!value.is_array()) throw Error(ErrorCode::kFormat, where + "\"layers\" is not a list");
+      for (const json& l : value) {
+        if (!l.is_object()) {
+          throw Error(ErrorCode::kFormat, where + "\"layers\" holds a non-object");
+        }
+        for (const auto& [lk, lv] : l.items()) {
+          if (!lv.is_number() && !lv.is_null()) {
+            throw Error(ErrorCode::kFormat,
+                        where + "layer value \"" + escape_controls(lk, 64) + "\" is not a number");
+          }
+        }
+      }
+    } else if (!value.is_number() && !value.is_null() && !value.is_boolean()) {
+      throw Error(ErrorCode::kFormat,
+                  where + "\"" + escape_controls(key, 64) + "\" is not a number");
+    }
+  }
+}
+
+}  // namespace
+
 std::vector<nlohmann::json> parse_log(std::string_view text, const std::string& name) {
   std::vector<json> epochs;
   std::size_t line_no = 0, pos = 0;
@@ -619,30 +652,29 @@ std::vector<nlohmann::json> parse_log(std::string_view text, const std::string& 
                                           " does not follow epoch " +
                                           std::to_string(epoch_of(epochs.back())));
     }
-    for (const auto& [key, value] : j.items()) {
-      if (key == "layers") {
-        if (!value.is_array()) throw Error(ErrorCode::kFormat, where + "\"layers\" is not a list");
-        for (const json& l : value) {
-          if (!l.is_object()) {
-            throw Error(ErrorCode::kFormat, where + "\"layers\" holds a non-object");
-          }
-          for (const auto& [lk, lv] : l.items()) {
-            if (!lv.is_number() && !lv.is_null()) {
-              throw Error(ErrorCode::kFormat, where + "layer value \"" + escape_controls(lk, 64) +
-                                                  "\" is not a number");
-            }
-          }
-        }
-      } else if (!value.is_number() && !value.is_null() && !value.is_boolean()) {
-        throw Error(ErrorCode::kFormat,
-                    where + "\"" + escape_controls(key, 64) + "\" is not a number");
-      }
-    }
+    check_log_members(j, where);
     epochs.push_back(std::move(j));
   }
   if (epochs.empty()) throw Error(ErrorCode::kData, name + ": holds no epochs");
   return epochs;
 }
+
+namespace {
+
+// A wrong prediction: the row, its true and predicted class, the predicted class's output.
+struct Candidate {
+  Index row, truth, predicted;
+  double confidence;
+};
+
+void add_model(const ReportInput& in, Report& r);
+void add_evaluation(const ReportInput& in, Report& r);
+std::vector<std::string> target_names(const ModelInfo& info, Index k);
+std::vector<Candidate> scan_outputs(const ReportInput& in, const std::vector<Index>& rows,
+                                    Report& r);
+void keep_most_confident(std::vector<Candidate> wrong, const Dataset& ds, Report& r);
+
+}  // namespace
 
 Report make_report(const ReportInput& in) {
   BACKPROP_ASSERT(!in.epochs.empty());
@@ -654,7 +686,15 @@ Report make_report(const ReportInput& in) {
                ? Task::kRegress
                : Task::kClassify;
   if (in.model == nullptr || in.info == nullptr) return r;
+  add_model(in, r);
+  if (in.data != nullptr) add_evaluation(in, r);
+  return r;
+}
 
+namespace {
+
+// The model's architecture and provenance, and its task; the log's layers must be the model's.
+void add_model(const ReportInput& in, Report& r) {
   r.has_model = true;
   r.model_name = in.model_name;
   r.spec = in.model->spec();
@@ -667,36 +707,48 @@ Report make_report(const ReportInput& in) {
                                       " layers, " + in.model_name + " has " +
                                       std::to_string(r.spec.n_layers()));
   }
-  if (in.data == nullptr) return r;
+}
 
+// The model evaluated on the data's rows (all when in.rows is empty), with the most confidently
+// wrong examples (classify) or the predicted-versus-true scatter (regress). No rows: nothing.
+void add_evaluation(const ReportInput& in, Report& r) {
   const Dataset& ds = *in.data;
   std::vector<Index> rows =
       in.rows.empty() ? all_rows(ds) : std::vector<Index>(in.rows.begin(), in.rows.end());
-  if (rows.empty()) return r;
-  Model& model = *in.model;
+  if (rows.empty()) return;
   r.evaluated = true;
   r.eval_name = in.data_name;
   r.eval_source = ds.source;
-  r.eval = evaluate(model, ds, rows, in.pre);
-
-  const bool classify = r.task == Task::kClassify;
-  const Index k = model.n_outputs();
-  const bool image =
-      ds.sample_shape.size() == 2 && ds.sample_shape[0] * ds.sample_shape[1] == ds.n_features;
-  if (!classify) {
-    for (Index t = 0; t < k && static_cast<std::size_t>(t) < kMaxScatterTargets; ++t) {
-      r.target_names.push_back(static_cast<std::size_t>(t) < r.info.label_columns.size()
-                                   ? r.info.label_columns[static_cast<std::size_t>(t)]
-                                   : "target " + std::to_string(t + 1));
-    }
+  r.eval = evaluate(*in.model, ds, rows, in.pre);
+  if (r.task != Task::kClassify) {
+    r.target_names = target_names(r.info, in.model->n_outputs());
     r.scatter.resize(r.target_names.size());
   }
+  std::vector<Candidate> wrong = scan_outputs(in, rows, r);
+  if (r.task == Task::kClassify) keep_most_confident(std::move(wrong), ds, r);
+}
+
+// The names of the first kMaxScatterTargets of k targets: their label columns, else "target N".
+std::vector<std::string> target_names(const ModelInfo& info, Index k) {
+  std::vector<std::string> names;
+  for (Index t = 0; t < k && static_cast<std::size_t>(t) < kMaxScatterTargets; ++t) {
+    names.push_back(static_cast<std::size_t>(t) < info.label_columns.size()
+                        ? info.label_columns[static_cast<std::size_t>(t)]
+                        : "target " + std::to_string(t + 1));
+  }
+  return names;
+}
+
+// Forward passes over the rows, a batch at a time: returns the wrong predictions (classify), or
+// adds an even sample of the rows' (truth, predicted) to r.scatter per target (regress).
+std::vector<Candidate> scan_outputs(const ReportInput& in, const std::vector<Index>& rows,
+                                    Report& r) {
+  const Dataset& ds = *in.data;
+  Model& model = *in.model;
+  const bool classify = r.task == Task::kClassify;
+  const Index k = model.n_outputs();
   // An even stride over the rows keeps the scatter at most kMaxScatterPoints, deterministically.
   const std::size_t stride = (rows.size() + kMaxScatterPoints - 1) / kMaxScatterPoints;
-  struct Candidate {
-    Index row, truth, predicted;
-    double confidence;
-  };
   std::vector<Candidate> wrong;
   constexpr Index kBatch = 1000;
   Matrix x(std::min<Index>(kBatch, static_cast<Index>(rows.size())), ds.n_features);
@@ -722,41 +774,47 @@ Report make_report(const ReportInput& in) {
       }
     }
   }
-  if (classify) {
-    const std::size_t n = std::min(kMaxWrongExamples, wrong.size());
-    std::partial_sort(wrong.begin(), wrong.begin() + static_cast<std::ptrdiff_t>(n), wrong.end(),
-                      [](const Candidate& a, const Candidate& b) {
-                        return a.confidence != b.confidence ? a.confidence > b.confidence
-                                                            : a.row < b.row;
-                      });
-    for (std::size_t i = 0; i < n; ++i) {
-      WrongExample w{wrong[i].row, wrong[i].truth, wrong[i].predicted, wrong[i].confidence, {}};
-      if (image) w.pixels = pixels_of(ds, w.row);
-      r.wrong.push_back(std::move(w));
-    }
-    if (image) {
-      r.image_height = ds.sample_shape[0];
-      r.image_width = ds.sample_shape[1];
-    }
-  }
-  return r;
+  return wrong;
 }
+
+// The kMaxWrongExamples most confident wrong predictions into r.wrong, most confident first (then
+// by row), with their pixels when the samples are 2-D images.
+void keep_most_confident(std::vector<Candidate> wrong, const Dataset& ds, Report& r) {
+  const bool image =
+      ds.sample_shape.size() == 2 && ds.sample_shape[0] * ds.sample_shape[1] == ds.n_features;
+  const std::size_t n = std::min(kMaxWrongExamples, wrong.size());
+  std::partial_sort(wrong.begin(), wrong.begin() + static_cast<std::ptrdiff_t>(n), wrong.end(),
+                    [](const Candidate& a, const Candidate& b) {
+                      return a.confidence != b.confidence ? a.confidence > b.confidence
+                                                          : a.row < b.row;
+                    });
+  for (std::size_t i = 0; i < n; ++i) {
+    WrongExample w{wrong[i].row, wrong[i].truth, wrong[i].predicted, wrong[i].confidence, {}};
+    if (image) w.pixels = pixels_of(ds, w.row);
+    r.wrong.push_back(std::move(w));
+  }
+  if (image) {
+    r.image_height = ds.sample_shape[0];
+    r.image_width = ds.sample_shape[1];
+  }
+}
+
+}  // namespace
 
 std::string report_verdict(const Report& r) {
   const json& last = r.epochs.back();
   const bool classify = r.task == Task::kClassify;
   const std::string metric = classify ? "accuracy" : "RMSE";
-  auto figure = [&](double v) { return classify ? pct(v) : fmt_g(v); };
   std::string out;
   if (r.evaluated) {
     out = capitalised(r.eval_name) + " " + metric + " " +
-          figure(classify ? r.eval.metrics.accuracy : r.eval.metrics.rmse);
+          metric_text(r, classify ? r.eval.metrics.accuracy : r.eval.metrics.rmse);
   } else {
     for (const char* p : {"test", "val", "train"}) {
       const std::string key = std::string(p) + "_" + metric_key(r.task);
       if (last.contains(key)) {
         out = capitalised(set_name(p)) + " " + metric + " " +
-              figure(number(last, key).value_or(NAN)) +
+              metric_text(r, number(last, key).value_or(NAN)) +
               (std::string(p) == "train" ? " (running)" : "");
         break;
       }
@@ -817,111 +875,61 @@ std::vector<std::string> report_warnings(const Report& r) {
   return out;
 }
 
-std::string render_report(const Report& r) {
+nlohmann::json report_json(const Report& r) {
   BACKPROP_ASSERT(!r.epochs.empty());
-  const bool classify = r.task == Task::kClassify;
   const std::vector<std::string> warnings = report_warnings(r);
   bool worry = false;
   overfitting(r, worry);
-  const json charts = charts_json(r);
+  json data{{"verdict", {{"text", report_verdict(r)}, {"warn", worry || !warnings.empty()}}},
+            {"warnings", warnings},
+            {"summary", summary_json(r)},
+            {"eval_name", r.eval_name},
+            {"charts", charts_json(r)}};
+  if (r.evaluated && r.task == Task::kClassify) {
+    data["classes"] = {{"names", r.info.class_names},
+                       {"confusion", confusion_json(r)},
+                       {"per_class", per_class_json(r)}};
+    data["wrong"] = wrong_json(r);
+  }
+  return data;
+}
 
-  json data{{"charts", charts}};
-  json images = json::array();
-  for (const WrongExample& w : r.wrong) {
-    if (!w.pixels.empty()) images.push_back(base64(w.pixels));
+std::string fill_slots(std::string_view page, const std::vector<Slot>& slots) {
+  std::vector<bool> used(slots.size(), false);
+  std::string out;
+  std::size_t pos = 0;
+  for (std::size_t open = page.find("{{"); open != std::string_view::npos;
+       open = page.find("{{", pos)) {
+    const std::size_t close = page.find("}}", open + 2);
+    BACKPROP_ASSERT(close != std::string_view::npos);
+    const std::string_view name = page.substr(open + 2, close - open - 2);
+    const auto slot =
+        std::find_if(slots.begin(), slots.end(), [&](const Slot& s) { return s.name == name; });
+    BACKPROP_ASSERT(slot != slots.end());  // the page names only slots we fill
+    used[static_cast<std::size_t>(slot - slots.begin())] = true;
+    out.append(page.substr(pos, open - pos));
+    out += slot->text;
+    pos = close + 2;
   }
-  data["images"] = {{"width", r.image_width}, {"height", r.image_height}, {"pixels", images}};
+  out.append(page.substr(pos));
+  BACKPROP_ASSERT(std::find(used.begin(), used.end(), false) == used.end());
+  return out;
+}
 
-  std::string h;
-  h += "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n";
-  // Nothing may be fetched: scripts and styles are inline, images are drawn on canvases.
-  h += "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
-       "script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:\">\n";
-  h += "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n";
-  h += "<meta name=\"generator\" content=\"backprop " + html_escape(version()) + "\">\n";
-  h += "<title>backprop report: " + html_escape(r.model_name.empty() ? r.log_name : r.model_name) +
-       "</title>\n";
-  h += "<style>\n";
-  h += detail::report_asset_chart_css();
-  h += "\n";
-  h += detail::report_asset_report_css();
-  h += "</style>\n</head>\n<body>\n<header>\n<h1>Training report</h1>\n";
-  h += "<p id=\"verdict\" class=\"" + std::string(worry || !warnings.empty() ? "warn" : "good") +
-       "\">" + html_escape(report_verdict(r)) + "</p>\n";
-  if (!warnings.empty()) {
-    h += "<ul id=\"warnings\">\n";
-    for (const std::string& w : warnings) h += "<li>" + html_escape(w) + "</li>\n";
-    h += "</ul>\n";
-  }
-  h += summary_table(r);
-  h += "</header>\n<main>\n";
-
-  h += "<section id=\"curves\">\n<h2>Learning curves</h2>\n<div class=\"charts\">\n";
-  for (const json& c : charts) {
-    const std::string id = c["id"];
-    if (id == "loss" || id == "metric" || id == "lr") h += chart_div(c);
-  }
-  h += "</div>\n</section>\n";
-  h += "<section id=\"layers\">\n<h2>Layer health</h2>\n";
-  h += "<p class=\"note\">Measured at the end of each epoch on a probe batch of training "
-       "examples. Dead: ReLU units inactive on the whole batch; saturated: sigmoid/tanh units "
-       "whose derivative is under 5% of its peak.</p>\n<div class=\"charts\">\n";
-  bool any_layer_chart = false;
-  for (const json& c : charts) {
-    const std::string id = c["id"];
-    if (id == "weight-norm" || id == "grad-norm" || id == "health") {
-      h += chart_div(c);
-      any_layer_chart = true;
-    }
-  }
-  if (!any_layer_chart) h += "<p>The log holds no per-layer figures.</p>\n";
-  h += "</div>\n</section>\n";
-
-  if (r.evaluated && classify) {
-    h += "<section id=\"classes\">\n<h2>" + html_escape(capitalised(r.eval_name)) +
-         " set: confusion matrix and per-class figures</h2>\n<div class=\"side\">\n";
-    h += confusion_table(r);
-    h += per_class_table(r);
-    h += "</div>\n</section>\n";
-    if (!r.wrong.empty()) {
-      h += "<section id=\"wrong\">\n<h2>Most confidently wrong</h2>\n<p class=\"note\">The " +
-           std::to_string(r.wrong.size()) + " " + html_escape(r.eval_name) +
-           " examples the model got wrong with the highest output for its (wrong) choice.</p>\n";
-      if (r.image_width > 0) {
-        h += wrong_grid(r);
-      } else {
-        h += "<table id=\"wrong-table\"><tr><th>row</th><th>true</th><th>predicted</th>"
-             "<th>output</th></tr>\n";
-        for (const WrongExample& w : r.wrong) {
-          h += "<tr><td>" + std::to_string(w.row) + "</td><td>" +
-               html_escape(r.info.class_names[static_cast<std::size_t>(w.truth)]) + "</td><td>" +
-               html_escape(r.info.class_names[static_cast<std::size_t>(w.predicted)]) +
-               "</td><td>" + pct(w.confidence, 1) + "</td></tr>\n";
-        }
-        h += "</table>\n";
-      }
-      h += "</section>\n";
-    }
-  }
-  if (!r.scatter.empty()) {
-    h += "<section id=\"scatter\">\n<h2>" + html_escape(capitalised(r.eval_name)) +
-         " set: predicted vs true</h2>\n<div class=\"charts\">\n";
-    for (const json& c : charts) {
-      if (c["id"].get<std::string>().rfind("scatter-", 0) == 0) h += chart_div(c);
-    }
-    h += "</div>\n</section>\n";
-  }
-  h += "</main>\n<footer>\n<p>Made by backprop " + html_escape(version()) + ". Charts: uPlot " +
-       html_escape(detail::report_chart_version()) +
-       " (MIT licence), embedded.</p>\n<details><summary>uPlot licence</summary><pre>" +
-       html_escape(detail::report_asset_chart_licence()) + "</pre></details>\n</footer>\n";
-  h += "<script type=\"application/json\" id=\"report-data\">" + script_json(data) + "</script>\n";
-  h += "<script>\n";
-  h += detail::report_asset_chart_js();
-  h += "\n</script>\n<script>\n";
-  h += detail::report_asset_report_js();
-  h += "\n</script>\n</body>\n</html>\n";
-  return h;
+std::string render_report(const Report& r) {
+  const std::string title = r.model_name.empty() ? r.log_name : r.model_name;
+  return fill_slots(
+      detail::report_asset_page_html(),
+      {{"title", html_escape(title)},
+       {"generator", html_escape("backprop " + std::string(version()))},
+       {"chart", html_escape("uPlot " + std::string(detail::report_chart_version()))},
+       {"chart_licence", html_escape(detail::report_asset_chart_licence())},
+       // Checked at build time to hold nothing that ends their element (cli/report.cmake).
+       {"chart_css", std::string(detail::report_asset_chart_css())},
+       {"report_css", std::string(detail::report_asset_report_css())},
+       {"chart_js", std::string(detail::report_asset_chart_js())},
+       {"report_js", std::string(detail::report_asset_report_js())},
+       {"data", script_json(report_json(r))}});
 }
 
 void write_report(const std::string& path, const ReportInput& in) {

@@ -1,6 +1,7 @@
 // Loads HTML pages in Debian's Chromium, headless, through playwright-core (both installed by
-// scripts/setup), and answers on stdout with one JSON object per page: console errors, every
-// request the page made besides its own file, and what the DOM and the canvases hold. The
+// scripts/setup), and answers on stdout with one JSON object per page: console errors, dialogs
+// (alert, confirm, prompt) the page opened, every request it made besides its own file, and what
+// the DOM and the canvases hold. The
 // assertions are in tests/report/browser_test.cpp; this script only looks.
 //   node browser_check.js NODE_MODULES CHROMIUM JOBS.json
 // JOBS.json: [{"html": "/abs/report.html", "screenshot": "/abs/report.png"}, ...]; "ready": false
@@ -68,9 +69,21 @@ function inspect() {
     };
   });
   const cells = [...document.querySelectorAll('#confusion td.cell')];
+  const texts = (selector) => [...document.querySelectorAll(selector)].map((e) => e.textContent);
+  // A table's rows below its head row, each as its cells' text.
+  const body = (id) => [...document.querySelectorAll('#' + id + ' tr')]
+    .filter((tr) => tr.closest('table').id === id).slice(1)
+    .map((tr) => [...tr.cells].map((td) => td.textContent));
+  const verdict = document.getElementById('verdict');
   return {
     title: document.title,
-    verdict: (document.getElementById('verdict') || {}).textContent || '',
+    verdict: verdict ? verdict.textContent : '',
+    verdictClass: verdict ? verdict.className : '',
+    summaryRows: [...document.querySelectorAll('#summary tr')]
+      .filter((tr) => tr.closest('table').id === 'summary')
+      .map((tr) => tr.querySelector('th').textContent),
+    finalRows: body('final'),
+    finalNote: texts('#final + p').join(''),
     warnings: [...document.querySelectorAll('#warnings li')].map((li) => li.textContent),
     ready: document.body.dataset.ready === '1',
     charts: charts,
@@ -78,6 +91,11 @@ function inspect() {
     confusionShaded: cells.filter((td) => td.style.background !== '').length,
     confusionTotal: cells.reduce((s, td) => s + Number(td.textContent), 0),
     perClassRows: document.querySelectorAll('#per-class tr').length - 1,
+    perClass: body('per-class'),
+    confusionHeads: texts('#confusion th.pred'),
+    wrongTable: body('wrong-table'),
+    sections: [...document.querySelectorAll('main > section')].map((s) => s.id),
+    images: document.querySelectorAll('img').length,
     wrong: wrong,
     boldOutsideWrongGrid: [...document.querySelectorAll('b')].filter(
       (b) => !b.closest('#wrong-grid')).length,
@@ -105,6 +123,8 @@ function inspect() {
       const pageUrl = url.pathToFileURL(job.html).href;
       const consoleErrors = [];
       const requests = [];
+      const dialogs = [];
+      page.on('dialog', (d) => { dialogs.push(d.message()); d.dismiss().catch(() => {}); });
       page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
       page.on('pageerror', (e) => consoleErrors.push(String(e)));
       page.on('request', (r) => { if (r.url() !== pageUrl) requests.push(r.url()); });
@@ -119,6 +139,7 @@ function inspect() {
       const r = await page.evaluate(inspect);
       r.consoleErrors = consoleErrors;
       r.requests = requests;
+      r.dialogs = dialogs;
       if (job.screenshot) await page.screenshot({ path: job.screenshot, fullPage: true });
       results.push(r);
       await page.close();

@@ -1,15 +1,19 @@
 // The report in a real browser: short real training runs write reports (train --report, and
 // backprop report from the log and model), Debian's Chromium loads them headless through
-// playwright-core (tests/report/browser_check.js) and the test checks what a reader would see:
-// no console error, no request besides the file itself, every chart drawn with its series, the
-// confusion matrix, the grid of wrong images, the predicted-vs-true scatter, and markup in a
-// column name shown as text. Screenshots are kept under the build folder
-// (tests/report_artifacts/). A control page that does log an error and make a request proves the
-// listeners work. Chromium, Node.js and playwright-core are set-up dependencies: when one is
-// missing the test fails and says to run scripts/setup.
+// playwright-core (tests/report/browser_check.js) and the test checks what report.js built and a
+// reader would see: no console error, no dialog, no request besides the file itself, the verdict
+// (its class agreeing with its text) and the warnings, the summary table's rows and final
+// figures, every chart drawn with its series, the confusion matrix, the per-class table, the grid
+// or table of wrong examples, the predicted-vs-true scatter, and markup in class names, a column
+// name and a file name shown as text. Screenshots are kept under the build folder
+// (tests/report_artifacts/). A control page that does log an error, open an alert and make a
+// request proves the listeners work. Chromium, Node.js and playwright-core are set-up dependencies:
+// when one is missing the test fails and says to run scripts/setup.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
@@ -102,17 +106,20 @@ json browse(const std::vector<json>& jobs, const TempDir& dir) {
   return json::parse(r.out);
 }
 
-// Control page: an error on the console and a request to a closed port on this machine.
+// Control page: an error on the console, an alert, and a request to a closed port on this
+// machine.
 json control_job(const TempDir& dir) {
   write_text(dir / "control.html",
-             "<!DOCTYPE html><html><body><script>console.error('control')</script>"
-             "<img src=\"http://127.0.0.1:9/control.png\"></body></html>");
+             "<!DOCTYPE html><html><body><script>console.error('control');alert('control')"
+             "</script><img src=\"http://127.0.0.1:9/control.png\"></body></html>");
   return {{"html", dir / "control.html"}, {"ready", false}};
 }
 
 void expect_control_caught(const json& c) {
   EXPECT_FALSE(c["consoleErrors"].empty()) << "the console listener saw nothing";
   EXPECT_FALSE(c["requests"].empty()) << "the request listener saw nothing";
+  EXPECT_EQ(c["dialogs"], json({"control"})) << "the dialog listener saw nothing";
+  EXPECT_EQ(c["images"], 1);
 }
 
 const json& chart(const json& page, const std::string& id) {
@@ -138,12 +145,36 @@ void expect_chart(const json& page, const std::string& id, int series, int point
   EXPECT_GT(coloured, 30) << c.dump();
 }
 
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+// A page report.js finished: nothing logged, opened or fetched, our three scripts only, no
+// image element (wrong examples are canvases), and the verdict line consistent with the
+// warnings under it: "warn" for overfitting or any warning, else "good".
 void expect_clean(const json& page) {
   EXPECT_TRUE(page["ready"].get<bool>()) << "report.js did not finish";
   EXPECT_TRUE(page["consoleErrors"].empty()) << page["consoleErrors"].dump();
+  EXPECT_TRUE(page["dialogs"].empty()) << page["dialogs"].dump();
   EXPECT_TRUE(page["requests"].empty()) << page["requests"].dump();
   EXPECT_EQ(page["scriptElements"], 3);
+  EXPECT_EQ(page["images"], 0);
+  const std::string verdict = page["verdict"];
+  const std::size_t n_warnings = page["warnings"].size();
+  if (n_warnings == 0) {
+    EXPECT_FALSE(contains(verdict, "below")) << verdict;
+  } else {
+    EXPECT_TRUE(contains(verdict, " · " + std::to_string(n_warnings) +
+                                      (n_warnings == 1 ? " warning below" : " warnings below")))
+        << verdict;
+  }
+  const bool worry = contains(verdict, ": overfitting") || contains(verdict, ": mild overfitting");
+  EXPECT_EQ(page["verdictClass"], worry || n_warnings > 0 ? "warn" : "good") << verdict;
 }
+
+const std::vector<std::string> kEvaluatedRows = {"Network",      "Task",         "Command",
+                                                 "Model file",   "Provenance",   "Log",
+                                                 "Evaluated on", "Final figures"};
 
 TEST(ReportBrowser, ClassificationReportOfARealRunDrawsEveryPlotOffline) {
   TempDir dir;
@@ -193,6 +224,17 @@ TEST(ReportBrowser, ClassificationReportOfARealRunDrawsEveryPlotOffline) {
     EXPECT_EQ(p["confusionShaded"], kClasses * kClasses);
     EXPECT_EQ(p["confusionTotal"], 90);
     EXPECT_EQ(p["perClassRows"], kClasses);
+    EXPECT_EQ(p["summaryRows"], json(kEvaluatedRows));
+    EXPECT_EQ(p["sections"], json({"curves", "layers", "classes", "wrong"}));
+    EXPECT_EQ(p["confusionHeads"], json({"0", "1", "2"}));
+    for (int k = 0; k < kClasses; ++k) {
+      EXPECT_EQ(p["perClass"][k][0], std::to_string(k));
+      EXPECT_TRUE(contains(p["perClass"][k][4].get<std::string>(), "%")) << p["perClass"][k];
+    }
+    // The last epoch of training (running), validation and test, then the final model.
+    ASSERT_EQ(p["finalRows"].size(), 4u) << p["finalRows"];
+    EXPECT_EQ(p["finalRows"][0][0], "training (epoch 4, running)");
+    EXPECT_EQ(p["finalRows"][3][0], "test (final model)");
     // At least the nine flipped labels are wrong; each image drawn, not blank.
     ASSERT_GE(p["wrong"].size(), 9u);
     for (const json& w : p["wrong"]) {
@@ -269,6 +311,67 @@ TEST(ReportBrowser, RegressionReportShowsTheScatterAndMarkupAsText) {
   EXPECT_NE(p["text"].get<std::string>().find("Predicted vs true: " + kTargetName),
             std::string::npos);
   EXPECT_EQ(p["verdict"].get<std::string>().rfind("Test RMSE ", 0), 0u) << p["verdict"];
+  EXPECT_EQ(p["sections"], json({"curves", "layers", "scatter"}));
+  EXPECT_EQ(p["summaryRows"], json(kEvaluatedRows));  // the model file "(not saved)"
+  EXPECT_EQ(p["finalRows"].size(), 4u) << p["finalRows"];
+  EXPECT_EQ(p["finalNote"].get<std::string>().rfind("MAE ", 0), 0u) << p["finalNote"];
+  EXPECT_TRUE(contains(p["finalNote"].get<std::string>(), " · R² ")) << p["finalNote"];
+}
+
+// Three classes named with markup, in a CSV: two features, class c around angle 120°·c, a tenth
+// of the test labels moved to the next class.
+const std::vector<std::string> kClassNames = {"</script><script>alert(1)</script>", "<b>bold</b>",
+                                              "<img src=x onerror=alert(2)>"};
+std::string named_classes_csv(int n, std::uint32_t seed, bool flip_some) {
+  Gaussian g(seed);
+  std::string text = "x1,x2,label\n";
+  for (int i = 0; i < n; ++i) {
+    const int c = i % 3;
+    const double angle = 2.0943951 * c;
+    const int label = flip_some && i % 10 == 9 ? (c + 1) % 3 : c;
+    text += std::to_string(2 * std::cos(angle) + 0.5 * g()) + "," +
+            std::to_string(2 * std::sin(angle) + 0.5 * g()) + "," +
+            kClassNames[static_cast<std::size_t>(label)] + "\n";
+  }
+  return text;
+}
+
+TEST(ReportBrowser, ClassNamesAndFileNamesWithMarkupAreShownAsText) {
+  TempDir dir;
+  write_text(dir / "train.csv", named_classes_csv(300, 5, false));
+  write_text(dir / "test.csv", named_classes_csv(90, 6, true));
+  const std::string report = dir / "r<b>x.html";
+  run_ok({"train", "--train", dir / "train.csv", "--test", dir / "test.csv", "--hidden", "8",
+          "--epochs", "3", "--batch-size", "16", "--lr", "0.1", "--threads", "1", "--quiet",
+          "--no-save", "--report", report},
+         dir);
+  std::filesystem::create_directories(kArtifacts);
+  const json pages = browse(
+      {{{"html", report}, {"screenshot", (kArtifacts / "named.png").string()}}, control_job(dir)},
+      dir);
+  ASSERT_EQ(pages.size(), 2u);
+  expect_control_caught(pages[1]);
+  const json& p = pages[0];
+  expect_clean(p);
+  // Classes in byte order, each shown as its text: in the matrix, the per-class table and the
+  // table of wrong examples (the samples are not images).
+  EXPECT_EQ(p["confusionHeads"], json(kClassNames));
+  EXPECT_EQ(p["confusionCells"], 9);
+  EXPECT_EQ(p["confusionTotal"], 90);
+  ASSERT_EQ(p["perClass"].size(), 3u);
+  for (std::size_t k = 0; k < 3; ++k) EXPECT_EQ(p["perClass"][k][0], kClassNames[k]);
+  EXPECT_EQ(p["sections"], json({"curves", "layers", "classes", "wrong"}));
+  EXPECT_TRUE(p["wrong"].empty());
+  ASSERT_GE(p["wrongTable"].size(), 9u);
+  for (const json& w : p["wrongTable"]) {
+    EXPECT_NE(std::find(kClassNames.begin(), kClassNames.end(), w[1]), kClassNames.end()) << w;
+    EXPECT_NE(std::find(kClassNames.begin(), kClassNames.end(), w[2]), kClassNames.end()) << w;
+    EXPECT_TRUE(contains(w[3].get<std::string>(), "%")) << w;
+  }
+  EXPECT_EQ(p["boldOutsideWrongGrid"], 0);
+  // The report's file name, in the command line, is text too.
+  EXPECT_TRUE(contains(p["text"].get<std::string>(), "r<b>x.html")) << p["text"];
+  EXPECT_EQ(p["verdict"].get<std::string>().rfind("Test accuracy ", 0), 0u) << p["verdict"];
 }
 
 }  // namespace

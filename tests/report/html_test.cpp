@@ -1,12 +1,15 @@
-// The report's HTML generation (cli/report.cpp) without a browser: text from outside (class
-// names, column names, the command line, file names) cannot end an element or add one; NaN and
-// infinities become gaps and "n/a", never invalid JSON; the log reader names the bad line; the
-// verdict names the final figure, the best epoch, overfitting and unhealthy layers; the most
-// confidently wrong examples are found in order. tests/report/browser_test.cpp loads real
-// reports in Chromium.
+// The report's C++ side (cli/report.cpp) without a browser: the page's JSON holds every text as
+// it is shown; text from outside (class names, column names, the command line, file names)
+// survives as data inside the JSON, and nowhere else in the page but the escaped title, so it
+// cannot end an element or add one; the page template's slots are filled once each, never from
+// a slot's own text; NaN and infinities become gaps and "n/a", never invalid JSON; the log reader
+// names the bad line; the verdict names the final figure, the best epoch, overfitting and
+// unhealthy layers; the most confidently wrong examples are found in order.
+// tests/report/browser_test.cpp loads real reports in Chromium and checks what report.js builds.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -29,14 +32,32 @@ std::size_t count(const std::string& hay, const std::string& needle) {
   return n;
 }
 
-// The JSON the page's script reads, parsed back.
-json report_data(const std::string& html) {
+// The page split at its data: the JSON text inside #report-data, and everything else.
+struct Page {
+  std::string data, outside;
+};
+
+Page split_page(const std::string& html) {
   const std::string open = "<script type=\"application/json\" id=\"report-data\">";
   const std::size_t begin = html.find(open);
   EXPECT_NE(begin, std::string::npos);
+  if (begin == std::string::npos) return {"", html};
   const std::size_t start = begin + open.size();
   const std::size_t end = html.find("</script>", start);
-  return json::parse(html.substr(start, end - start));
+  return {html.substr(start, end - start), html.substr(0, start) + html.substr(end)};
+}
+
+// The JSON the page's script reads, parsed back.
+json report_data(const std::string& html) {
+  return json::parse(split_page(html).data);
+}
+
+// The row of the summary table named `name`.
+const json& summary_row(const json& data, const std::string& name) {
+  for (const json& row : data["summary"]) {
+    if (row["name"] == name) return row;
+  }
+  throw std::runtime_error("no summary row " + name);
 }
 
 json epoch(int e, double train_loss, double train_acc, double val_loss, double val_acc) {
@@ -82,22 +103,92 @@ Report classify_report(std::vector<std::string> classes) {
   return r;
 }
 
-TEST(ReportHtml, ClassNamesCommandLineAndFileNamesCannotInjectMarkup) {
-  const std::string html = render_report(classify_report({kEvil, "a\"b'c&d"}));
-  // The evil text appears only escaped: no new element, no attribute break-out.
-  EXPECT_EQ(html.find("<script>alert"), std::string::npos);
-  EXPECT_EQ(html.find("<img src=x"), std::string::npos);
-  EXPECT_EQ(html.find("a\"b'c&d"), std::string::npos);
-  EXPECT_NE(html.find("&lt;/script&gt;&lt;script&gt;alert(1)"), std::string::npos);
-  EXPECT_NE(html.find("a&quot;b&#39;c&amp;d"), std::string::npos);
-  EXPECT_NE(html.find("m&lt;1&gt;.safetensors"), std::string::npos);
-  // Exactly our three scripts open and close: the data, uPlot, ours.
+TEST(ReportHtml, ClassNamesCommandLineAndFileNamesStayDataInsideTheJson) {
+  const Report r = classify_report({kEvil, "a\"b'c&d"});
+  const std::string html = render_report(r);
+  // Exactly our three script elements open and close: the data, uPlot, ours.
   EXPECT_EQ(count(html, "</script>"), 3u);
   EXPECT_EQ(count(html, "<script"), 3u);
-  // A class name lands in the confusion matrix's header, title attributes and the wrong grid,
-  // each time escaped; the matrix has K×K cells.
-  EXPECT_EQ(count(html, "<td class=\"cell\""), 4u);
-  EXPECT_NE(html.find("<canvas class=\"sample\" width=\"2\" height=\"2\""), std::string::npos);
+  // The outside text is nowhere in the page as it is: inside the JSON, < > & are \u escapes.
+  EXPECT_EQ(html.find(kEvil), std::string::npos);
+  EXPECT_EQ(html.find("<img"), std::string::npos);
+  EXPECT_EQ(html.find("a\"b'c&d"), std::string::npos);
+  EXPECT_EQ(html.find("m<1>"), std::string::npos);
+  // Outside the JSON only the title holds any of it, escaped.
+  const Page page = split_page(html);
+  EXPECT_EQ(page.outside.find("alert("), std::string::npos);
+  EXPECT_EQ(page.outside.find("a&quot;b"), std::string::npos);
+  EXPECT_NE(page.outside.find("<title>backprop report: m&lt;1&gt;.safetensors</title>"),
+            std::string::npos);
+  EXPECT_NE(page.data.find("\\u003c/script\\u003e\\u003cscript\\u003ealert(1)"), std::string::npos);
+  // Inside, the same text reads back as data, wherever the page shows it.
+  const json data = json::parse(page.data);
+  EXPECT_EQ(data["classes"]["names"], json({kEvil, "a\"b'c&d"}));
+  EXPECT_EQ(data["classes"]["per_class"][0]["class"], kEvil);
+  EXPECT_EQ(data["classes"]["per_class"][1]["class"], "a\"b'c&d");
+  EXPECT_EQ(data["wrong"]["examples"][0]["truth"], kEvil);
+  EXPECT_EQ(data["wrong"]["examples"][0]["predicted"], "a\"b'c&d");
+  EXPECT_EQ(summary_row(data, "Command")["code"], r.command_line);
+  EXPECT_EQ(summary_row(data, "Model file")["text"], "m<1>.safetensors");
+  EXPECT_EQ(summary_row(data, "Evaluated on")["text"], "test: " + kEvil + ", 11 examples");
+  // The K×K counts, and the wrong image's pixels (base64 of 0, 255, 128, 7) and size.
+  EXPECT_EQ(data["classes"]["confusion"], json::parse("[[5, 2], [0, 4]]"));
+  EXPECT_EQ(data["wrong"]["width"], 2);
+  EXPECT_EQ(data["wrong"]["height"], 2);
+  EXPECT_EQ(data["wrong"]["examples"][0]["pixels"], "AP+ABw==");
+}
+
+TEST(ReportPage, SlotNamesInOutsideTextAreShownNotFilled) {
+  Report r = classify_report({"a", "b"});
+  r.model_name = "{{report_js}}{{data}}";
+  const std::string html = render_report(r);
+  EXPECT_EQ(html.rfind("<!DOCTYPE html>", 0), 0u);
+  EXPECT_NE(html.find("<title>backprop report: {{report_js}}{{data}}</title>"), std::string::npos);
+  EXPECT_EQ(count(html, "<script"), 3u);
+  EXPECT_EQ(count(html, "id=\"report-data\""), 1u);
+  EXPECT_EQ(report_data(html)["summary"][3]["text"], "{{report_js}}{{data}}");
+}
+
+TEST(FillSlots, FillsEverySlotInOnePassAndRefusesUnknownOrUnusedOnes) {
+  EXPECT_EQ(fill_slots("a{{x}}b{{y}}{{x}}", {{"x", "{{y}}"}, {"y", "Y"}}), "a{{y}}bY{{y}}");
+  EXPECT_EQ(fill_slots("plain", {}), "plain");
+  EXPECT_DEATH(fill_slots("a{{z}}", {{"x", "1"}}), "slot != slots.end");
+  EXPECT_DEATH(fill_slots("a{{x}}", {{"x", "1"}, {"y", "2"}}), "used");
+  EXPECT_DEATH(fill_slots("a{{x", {{"x", "1"}}), "close");
+}
+
+TEST(ReportJson, SummaryFinalFiguresAndPerClassFiguresAreTheTextShown) {
+  const json data = report_json(classify_report({"a", "b"}));
+  std::vector<std::string> names;
+  for (const json& row : data["summary"]) names.push_back(row["name"]);
+  EXPECT_EQ(names,
+            (std::vector<std::string>{"Network", "Task", "Command", "Model file", "Provenance",
+                                      "Log", "Evaluated on", "Final figures"}));
+  EXPECT_EQ(summary_row(data, "Task")["text"], "classification, 2 classes");
+  EXPECT_EQ(summary_row(data, "Log")["text"],
+            "run.jsonl: 2 epochs, 3.0 s of training, 1,000 samples/s");
+  const json& final = summary_row(data, "Final figures")["final"];
+  EXPECT_EQ(final["metric"], "accuracy");
+  EXPECT_EQ(final["rows"], json::parse(R"json([
+    {"set": "training (epoch 2, running)", "loss": "0.7000", "metric": "75.00%"},
+    {"set": "validation (epoch 2)", "loss": "0.8000", "metric": "74.00%"},
+    {"set": "test (final model)", "loss": "0.5000", "metric": "81.82%"}])json"));
+  EXPECT_FALSE(final.contains("note"));
+  // Confusion [[5, 2], [0, 4]]: every a predicted is right, 5 of 7 found;
+  // b: 4 of 6 predicted right, all 4 found.
+  EXPECT_EQ(data["classes"]["per_class"], json::parse(R"json([
+    {"class": "a", "support": "7", "precision": "100.0%", "recall": "71.4%", "f1": "83.3%"},
+    {"class": "b", "support": "4", "precision": "66.7%", "recall": "100.0%", "f1": "80.0%"}])json"));
+  EXPECT_EQ(data["eval_name"], "test");
+  EXPECT_EQ(data["wrong"]["examples"][0]["output"], "90.0%");
+  EXPECT_EQ(data["wrong"]["examples"][0]["output_rounded"], "90%");
+  // Each chart in its section, in the page's order.
+  std::vector<std::string> sections;
+  for (const json& c : data["charts"])
+    sections.push_back(c["section"].get<std::string>() + " " + c["id"].get<std::string>());
+  EXPECT_EQ(sections,
+            (std::vector<std::string>{"curves loss", "curves metric", "curves lr",
+                                      "layers weight-norm", "layers grad-norm", "layers health"}));
 }
 
 TEST(ReportHtml, TextInsideTheScriptDataIsEscapedAndReadsBackTheSame) {
@@ -131,7 +222,9 @@ TEST(ReportHtml, TextInsideTheScriptDataIsEscapedAndReadsBackTheSame) {
   EXPECT_EQ((*scatter)["x"].size(), 3u);
   EXPECT_EQ((*scatter)["x"][0], 0.0);
   EXPECT_EQ((*scatter)["series"][0]["values"][0], -0.5);
-  EXPECT_EQ(html.find("id=\"confusion\""), std::string::npos);
+  EXPECT_EQ((*scatter)["section"], "scatter");
+  EXPECT_FALSE(data.contains("classes"));
+  EXPECT_FALSE(data.contains("wrong"));
 }
 
 TEST(ReportHtml, NonFiniteNumbersBecomeGapsAndNotAvailable) {
@@ -145,17 +238,19 @@ TEST(ReportHtml, NonFiniteNumbersBecomeGapsAndNotAvailable) {
   b["train_loss"] = nullptr;
   r.epochs = {a, b};
   r.log_name = "log";
-  const std::string html = render_report(r);
-  EXPECT_EQ(html.find("NaN"), std::string::npos);
-  EXPECT_EQ(html.find("Infinity"), std::string::npos);
-  const json data = report_data(html);
+  const std::string text = split_page(render_report(r)).data;
+  EXPECT_EQ(text.find("NaN"), std::string::npos);
+  EXPECT_EQ(text.find("Infinity"), std::string::npos);
+  const json data = json::parse(text);
   for (const json& c : data["charts"]) {
     for (const json& s : c["series"]) {
       ASSERT_EQ(s["values"].size(), 2u) << c["id"];
       EXPECT_TRUE(s["values"][1].is_null()) << c["id"] << " " << s["label"];
     }
   }
-  EXPECT_NE(html.find("<td>n/a</td>"), std::string::npos);
+  const json& last_train = summary_row(data, "Final figures")["final"]["rows"][0];
+  EXPECT_EQ(last_train["loss"], "n/a");
+  EXPECT_EQ(last_train["metric"], "n/a");
   EXPECT_NE(report_verdict(r).find("Validation accuracy n/a"), std::string::npos)
       << report_verdict(r);
   const auto warnings = report_warnings(r);
@@ -216,7 +311,8 @@ TEST(ReportVerdict, NamesTheFinalFigureTheBestEpochOverfittingAndUnhealthyLayers
   const auto w = report_warnings(r);
   ASSERT_EQ(w.size(), 1u);
   EXPECT_EQ(w[0], "Layer 1: 50% of its ReLU units are dead (never active on the probe batch)");
-  EXPECT_NE(render_report(r).find("<p id=\"verdict\" class=\"warn\">"), std::string::npos);
+  EXPECT_EQ(report_json(r)["verdict"], json({{"text", v}, {"warn", true}}));
+  EXPECT_EQ(report_json(r)["warnings"], json(w));
 
   // A healthy run; early stopping's mark wins over the lowest loss.
   Report g = classify_report({"a", "b"});
@@ -227,7 +323,8 @@ TEST(ReportVerdict, NamesTheFinalFigureTheBestEpochOverfittingAndUnhealthyLayers
             "Validation accuracy 84.50% after 2 epochs · best epoch 1 of 2 (kept by early "
             "stopping) · train−validation gap 0.5 points: no sign of overfitting");
   EXPECT_TRUE(report_warnings(g).empty());
-  EXPECT_NE(render_report(g).find("<p id=\"verdict\" class=\"good\">"), std::string::npos);
+  EXPECT_EQ(report_json(g)["verdict"]["warn"], false);
+  EXPECT_EQ(report_json(g)["warnings"], json::array());
 }
 
 TEST(MakeReport, FindsTheMostConfidentlyWrongExamplesAndTheirPixels) {

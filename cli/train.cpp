@@ -32,7 +32,7 @@ namespace {
 struct TrainFlags {
   DataFlags data;
   double val_split = 0;
-  bool standardize = false, no_standardize = false;
+  bool standardize = false, no_standardize = false, no_standardize_targets = false;
   std::string layers, hidden = "100";
   std::string activation = "sigmoid", output, loss, init = "auto", init_from;
   double leaky_slope = 0.01;
@@ -192,8 +192,10 @@ std::vector<double> parse_rates(const std::string& flag, const std::string& text
 // Everything that decides the trained weights, as JSON: stored in checkpoints and compared on
 // --resume. Threads, output paths, logging and checkpoint settings are left out (they change
 // nothing in the result).
+// data.standardize_targets appears only when true, so that checkpoints of runs from before target
+// standardisation resume with --no-standardize-targets (and are refused without it).
 nlohmann::json run_config(const TrainFlags& f, const ModelSpec& spec, const OptimizerConfig& oc,
-                          const TrainOptions& o, bool standardize) {
+                          const TrainOptions& o, bool standardize, bool standardize_targets) {
   nlohmann::json s{{"kind", std::string(to_string(o.schedule.kind))},
                    {"warmup", o.schedule.warmup},
                    {"step", o.schedule.step},
@@ -201,40 +203,43 @@ nlohmann::json run_config(const TrainFlags& f, const ModelSpec& spec, const Opti
                    {"min_lr", o.schedule.min_lr},
                    {"plateau_patience", o.schedule.plateau_patience},
                    {"plateau_factor", o.schedule.plateau_factor}};
-  return {{"data",
-           {{"task", f.data.task},
-            {"label_column", f.data.label_column},
-            {"header", f.data.header      ? "yes"
-                       : f.data.no_header ? "no"
-                                          : "auto"},
-            {"val_split", f.val_split},
-            {"standardize", standardize}}},
-          {"model",
-           {{"layers", spec.layers},
-            {"hidden", std::string(to_string(spec.hidden))},
-            {"output", std::string(to_string(spec.output))},
-            {"loss", std::string(to_string(spec.loss))},
-            {"leaky_slope", spec.leaky_slope},
-            {"init", f.init},
-            {"init_from", f.init_from}}},
-          {"optimizer",
-           {{"kind", oc.kind},
-            {"lr", oc.lr.value_or(default_learning_rate(oc.kind))},
-            {"momentum", oc.momentum},
-            {"beta1", oc.beta1},
-            {"beta2", oc.beta2},
-            {"eps", oc.eps},
-            {"weight_decay", oc.weight_decay.value_or(oc.kind == "adamw" ? 1e-2 : 0.0)}}},
-          {"training",
-           {{"epochs", o.epochs},
-            {"batch_size", o.batch_size},
-            {"seed", std::to_string(o.seed)},
-            {"dropout", o.dropout},
-            {"clip_norm", o.clip_norm},
-            {"label_smoothing", o.label_smoothing},
-            {"schedule", s},
-            {"patience", o.patience},
-            {"on_nonfinite", f.on_nonfinite}}}};
+  nlohmann::json config{
+      {"data",
+       {{"task", f.data.task},
+        {"label_column", f.data.label_column},
+        {"header", f.data.header      ? "yes"
+                   : f.data.no_header ? "no"
+                                      : "auto"},
+        {"val_split", f.val_split},
+        {"standardize", standardize}}},
+      {"model",
+       {{"layers", spec.layers},
+        {"hidden", std::string(to_string(spec.hidden))},
+        {"output", std::string(to_string(spec.output))},
+        {"loss", std::string(to_string(spec.loss))},
+        {"leaky_slope", spec.leaky_slope},
+        {"init", f.init},
+        {"init_from", f.init_from}}},
+      {"optimizer",
+       {{"kind", oc.kind},
+        {"lr", oc.lr.value_or(default_learning_rate(oc.kind))},
+        {"momentum", oc.momentum},
+        {"beta1", oc.beta1},
+        {"beta2", oc.beta2},
+        {"eps", oc.eps},
+        {"weight_decay", oc.weight_decay.value_or(oc.kind == "adamw" ? 1e-2 : 0.0)}}},
+      {"training",
+       {{"epochs", o.epochs},
+        {"batch_size", o.batch_size},
+        {"seed", std::to_string(o.seed)},
+        {"dropout", o.dropout},
+        {"clip_norm", o.clip_norm},
+        {"label_smoothing", o.label_smoothing},
+        {"schedule", s},
+        {"patience", o.patience},
+        {"on_nonfinite", f.on_nonfinite}}}};
+  if (standardize_targets) config["data"]["standardize_targets"] = true;
+  return config;
 }
 
 // "optimizer.lr: 0.1 in the checkpoint, 0.2 here" for every leaf that differs.
@@ -337,6 +342,7 @@ FitConfig fit_config(const TrainFlags& f) {
 
   c.val_split = f.val_split;
   c.standardize = f.standardize ? 1 : f.no_standardize ? 0 : -1;
+  c.standardize_targets = !f.no_standardize_targets;
   return c;
 }
 
@@ -607,7 +613,9 @@ int run_train_on(TrainFlags& f, MpiGroup* group, bool& collective_error) {
   }
   ModelInfo info =
       fit_info(config, ds, from ? "from " + f.init_from : std::string(to_string(init)));
-  const std::string run = run_config(f, spec, config.optimizer, options, standardize).dump();
+  const std::string run = run_config(f, spec, config.optimizer, options, standardize,
+                                     ds.task == Task::kRegress && config.standardize_targets)
+                              .dump();
   std::optional<Checkpoint> ckpt;
   if (!f.resume.empty()) ckpt = resume_checkpoint(f, run);
 
@@ -782,6 +790,9 @@ Run add_train(CLI::App& app) {
   auto* ns = cmd->add_flag("--no-standardize", f->no_standardize,
                            "use features as they are (IDX images are still scaled to [0, 1])");
   s->excludes(ns);
+  cmd->add_flag("--no-standardize-targets", f->no_standardize_targets,
+                "regression: train on the targets as they are (default: each target "
+                "standardised from the training rows, outputs given in the targets' units)");
 
   f->layers_opt =
       cmd->add_option("--layers", f->layers, "all widths, inputs to outputs: 784,30,10");

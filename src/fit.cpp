@@ -130,9 +130,17 @@ bool fit_standardizes(const FitConfig& config, const Dataset& train) {
 
 Preprocess fit_preprocess(const FitConfig& config, const Dataset& train,
                           std::span<const Index> train_rows, Collective* ranks) {
-  if (!fit_standardizes(config, train)) return scale_preprocess(train);
-  return ranks != nullptr ? standardize_preprocess_sharded(train, train_rows, *ranks)
-                          : standardize_preprocess(train, train_rows);
+  Preprocess pre = !fit_standardizes(config, train) ? scale_preprocess(train)
+                   : ranks != nullptr ? standardize_preprocess_sharded(train, train_rows, *ranks)
+                                      : standardize_preprocess(train, train_rows);
+  if (train.task == Task::kRegress && config.standardize_targets) {
+    if (ranks != nullptr) {
+      standardize_targets_sharded(pre, train, train_rows, *ranks);
+    } else {
+      standardize_targets(pre, train, train_rows);
+    }
+  }
+  return pre;
 }
 
 ModelInfo fit_info(const FitConfig& config, const Dataset& train, const std::string& init) {

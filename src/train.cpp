@@ -49,6 +49,11 @@ Index argmax_row(const float* a, Index k) {
   return best;
 }
 
+// Row r's regression targets, as the data holds them.
+const float* target_row(const Dataset& ds, Index r) {
+  return ds.targets.data() + static_cast<std::size_t>(r) * static_cast<std::size_t>(ds.n_targets());
+}
+
 // Sums over batches, turned into Metrics at the end.
 struct Tally {
   Index n = 0;
@@ -57,7 +62,9 @@ struct Tally {
   double sq_err = 0;    // regress: Σ (a − y)²
   Index n_values = 0;   // regress: rows × targets
 
-  void add(const Dataset& ds, std::span<const Index> rows, ConstMatrixView a, ConstMatrixView y,
+  // Outputs a of `rows`, whose batch loss was batch_loss. Regression errors are taken in the
+  // targets' own units (output_to_target against the data's targets).
+  void add(const Dataset& ds, const Preprocess& pre, std::span<const Index> rows, ConstMatrixView a,
            double batch_loss) {
     const auto b = static_cast<Index>(rows.size());
     n += b;
@@ -69,8 +76,10 @@ struct Tally {
       }
     } else {
       for (Index i = 0; i < b; ++i) {
+        const float* y = target_row(ds, rows[static_cast<std::size_t>(i)]);
         for (Index j = 0; j < a.cols; ++j) {
-          double d = static_cast<double>(a(i, j)) - static_cast<double>(y(i, j));
+          double d =
+              static_cast<double>(output_to_target(pre, j, a(i, j))) - static_cast<double>(y[j]);
           sq_err += d * d;
         }
       }
@@ -153,14 +162,15 @@ EvalSums evaluation_sums(Model& model, const Dataset& ds, std::span<const Index>
     MatrixView xb = x.view().rows_range(0, b), yb = y.view().rows_range(0, b);
     gather_batch(ds, chunk, pre, xb, yb);
     ConstMatrixView a = model.forward(xb);
-    s.tally.add(ds, chunk, a, yb, model.loss(yb));
+    s.tally.add(ds, pre, chunk, a, model.loss(yb));
     for (Index i = 0; i < b; ++i) {
       if (classify) {
         auto t = ds.labels[static_cast<std::size_t>(chunk[static_cast<std::size_t>(i)])];
         ++s.confusion[static_cast<std::size_t>(t * k + argmax_row(a.row(i), k))];
       } else {
+        const float* truth = target_row(ds, chunk[static_cast<std::size_t>(i)]);
         for (Index j = 0; j < k; ++j) {
-          double yv = yb(i, j), d = static_cast<double>(a(i, j)) - yv;
+          double yv = truth[j], d = static_cast<double>(output_to_target(pre, j, a(i, j))) - yv;
           auto u = static_cast<std::size_t>(j);
           s.abs_err += std::abs(d);
           s.y_sum[u] += yv;
@@ -450,7 +460,7 @@ bool data_parallel_batch(Model& model, Optimizer& optimizer, const TrainData& da
     ConstMatrixView a = model.forward(xb, any_dropout ? &dropout : nullptr);
     loss = model.loss(yb);
     if (std::isfinite(loss)) {
-      mine.add(ds, rows, a, yb, loss);
+      mine.add(ds, data.pre, rows, a, loss);
       // ∂(Σ over my rows of ℓ)/∂θ / b: the ranks' sum is the gradient of the batch average.
       model.backward(xb, yb, b, options.overlap_sums ? &start_layer : nullptr);
       summed = options.overlap_sums;
@@ -784,7 +794,7 @@ class Trainer {
       }
       return true;
     }
-    tally.add(ds_, rows, a, yb, loss);
+    tally.add(ds_, data_.pre, rows, a, loss);
     if (fused_) {
       model_.backward_sgd(xb, yb, lr);  // D4–D8 in one pass: ∂L/∂W never stored
       return false;
@@ -876,7 +886,17 @@ class Trainer {
                 "epoch " + std::to_string(epoch) + ", batch " + std::to_string(batch) + ": " +
                     what + (where.empty() ? "" : "; the first non-finite values are in " + where) +
                     "; the learning rate (" + format_number(optimizer_.learning_rate()) +
-                    ") may be too high (or use --on-nonfinite skip-batch)");
+                    ") may be too high (or use --on-nonfinite skip-batch)" + targets_note());
+  }
+
+  // Regression: whether the targets were standardised, for the non-finite message.
+  std::string targets_note() const {
+    if (ds_.task != Task::kRegress) return "";
+    return data_.pre.standardizes_targets()
+               ? "; the targets were standardised (mean and standard deviation of the training "
+                 "rows)"
+               : "; the targets were not standardised (--no-standardize-targets): targets far "
+                 "from 1 in size make large gradients";
   }
 
   Model& model_;

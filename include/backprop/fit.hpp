@@ -6,8 +6,8 @@
 //   fit_spec           the model's widths from the data, its activations and loss (defaults by
 //                      task: cross-entropy + softmax to classify, quadratic + identity to regress)
 //   fit_split          the seeded validation hold-out
-//   fit_preprocess     the features' scaling (standardised for CSV, by default) from the training
-//                      rows
+//   fit_preprocess     the features' scaling (standardised for CSV, by default) and the
+//                      regression targets' standardisation, from the training rows
 //   fit_info           what the model file records of the run
 //   fit                all of it, then Model::init and train()
 //
@@ -55,6 +55,9 @@ struct FitConfig {
   TrainOptions train{.epochs = 20, .batch_size = 16};
   double val_split = 0;  // the fraction of the training rows held out, in [0, 1)
   int standardize = -1;  // features: -1 by data format (CSV standardised, else scaled), 0, 1
+  // Regression: train on each target standardised from the training rows (mean, standard
+  // deviation) and give outputs in the targets' units (Preprocess::target_shift/target_scale).
+  bool standardize_targets = true;
   FitNames names;
 };
 
@@ -96,8 +99,8 @@ Split fit_split(const FitConfig& config, const Dataset& train, bool shard = fals
 bool fit_standardizes(const FitConfig& config, const Dataset& train);
 
 // The features' preprocessing from the training rows: standardisation (fit_standardizes) or the
-// data's natural scale. With ranks (data parallel, each rank holding a part), over every rank's
-// rows; every rank must call it.
+// data's natural scale; for regression with standardize_targets, the targets' too. With ranks (data
+// parallel, each rank holding a part), over every rank's rows; every rank must call it.
 Preprocess fit_preprocess(const FitConfig& config, const Dataset& train,
                           std::span<const Index> train_rows, Collective* ranks = nullptr);
 

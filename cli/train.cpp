@@ -563,6 +563,38 @@ double total_seconds(const std::vector<EpochStats>& history) {
   return total;
 }
 
+// After training: the final model (with early stopping: the best epoch's) on the test set, else
+// on the validation rows; the summary; the model file and the report (rank 0's paths).
+void finish_run(const Outputs& out, const std::vector<EpochStats>& history,
+                const TrainOptions& options, Model& model, const ModelInfo& info,
+                const TrainData& data, const TrainingData& td, std::span<const Index> val_split,
+                Index val_rows, MpiGroup* group) {
+  const Dataset& ds = *data.data;
+  const bool sharded = data.sharded;
+  std::optional<Metrics> test, val;
+  if (td.test) {
+    test = sharded ? evaluate_sharded(model, *td.test, all_rows(*td.test), data.pre, *group).metrics
+                   : evaluate(model, *td.test, {}, data.pre).metrics;
+  } else if (val_rows > 0) {
+    val = sharded ? evaluate_sharded(model, ds, val_split, data.pre, *group).metrics
+                  : evaluate(model, ds, val_split, data.pre).metrics;
+  }
+  print_summary(options, history, test ? &*test : nullptr, val ? &*val : nullptr, ds.task);
+  if (!out.save.empty()) {
+    save_model(out.save, model, info);
+    std::printf("saved %s (training took %.1f s)\n", out.save.c_str(), total_seconds(history));
+  } else {
+    std::printf("training took %.1f s; model not saved\n", total_seconds(history));
+  }
+  if (!out.report.empty()) {
+    std::vector<nlohmann::json> epochs;
+    for (const EpochStats& s : history) epochs.push_back(epoch_log(s, ds.task));
+    write_train_report(out.report, epochs, model, info, out.save, ds, val_split,
+                       td.test ? &*td.test : nullptr, data.pre);
+    std::printf("report %s\n", out.report.c_str());
+  }
+}
+
 // collective_error: set when the error was raised on every rank at once (a decision the ranks
 // took together), so that each can end normally instead of aborting the job.
 int run_train_on(TrainFlags& f, MpiGroup* group, bool& collective_error) {
@@ -708,30 +740,7 @@ int run_train_on(TrainFlags& f, MpiGroup* group, bool& collective_error) {
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
 
-  // The final model (with early stopping: the best epoch's) on the test set, else on the
-  // validation rows.
-  std::optional<Metrics> test, val;
-  if (td.test) {
-    test = sharded ? evaluate_sharded(model, *td.test, all_rows(*td.test), data.pre, *group).metrics
-                   : evaluate(model, *td.test, {}, data.pre).metrics;
-  } else if (val_rows > 0) {
-    val = sharded ? evaluate_sharded(model, ds, split.val, data.pre, *group).metrics
-                  : evaluate(model, ds, split.val, data.pre).metrics;
-  }
-  print_summary(options, history, test ? &*test : nullptr, val ? &*val : nullptr, ds.task);
-  if (!out.save.empty()) {
-    save_model(out.save, model, info);
-    std::printf("saved %s (training took %.1f s)\n", out.save.c_str(), total_seconds(history));
-  } else {
-    std::printf("training took %.1f s; model not saved\n", total_seconds(history));
-  }
-  if (!out.report.empty()) {
-    std::vector<nlohmann::json> epochs;
-    for (const EpochStats& s : history) epochs.push_back(epoch_log(s, ds.task));
-    write_train_report(out.report, epochs, model, info, out.save, ds, split.val,
-                       td.test ? &*td.test : nullptr, data.pre);
-    std::printf("report %s\n", out.report.c_str());
-  }
+  finish_run(out, history, options, model, info, data, td, split.val, val_rows, group);
   std::fflush(stdout);
   return 0;
 }

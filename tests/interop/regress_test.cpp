@@ -113,6 +113,27 @@ INSTANTIATE_TEST_SUITE_P(Sets, RegressDefaults,
                                          RmseCase{"times_1e6_adam", "m", {"--optimizer", "adam"}}),
                          [](const testing::TestParamInfo<RmseCase>& p) { return p.param.name; });
 
+// A non-finite loss still names the batch and the layer, and says whether the targets were
+// standardised: the raw ×10⁶ targets diverge at the default rate, the standardised ones at 10⁶.
+TEST(RegressNonFinite, MessageNamesBatchLayerAndWhetherTargetsWereStandardised) {
+  Sets& s = Sets::get();
+  for (const auto& [flags, says] :
+       {std::pair<std::vector<std::string>, std::string>{{"--no-standardize-targets"},
+                                                         "targets were not standardised"},
+        {{"--lr", "1e6"}, "targets were standardised"}}) {
+    std::vector<std::string> args = {
+        "train",    "--task", "regress",  "--train", s.path("m", "train"),
+        "--epochs", "2",      "--no-save"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    interop::RunResult r = interop::run(interop::kCli, args, s.dir);
+    SCOPED_TRACE(r.describe());
+    EXPECT_TRUE(r.exited && r.exit_code == 1);
+    for (const std::string& part : {std::string("batch "), std::string("layer "), says}) {
+      EXPECT_NE(r.err.find(part), std::string::npos) << "stderr lacks: " << part;
+    }
+  }
+}
+
 json matrix_json(ConstMatrixView m) {
   json rows = json::array();
   for (Index i = 0; i < m.rows; ++i)

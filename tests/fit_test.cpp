@@ -162,6 +162,42 @@ TEST(Fit, TakesItsDefaultsFromTheTask) {
   EXPECT_TRUE(fit_standardizes(c, memory));
 }
 
+// Regression: the targets standardised from the training rows by default, so that targets in the
+// millions train at the default rate; evaluation gives the error in the targets' units.
+TEST(Fit, StandardisesRegressionTargetsFromTheTrainingRows) {
+  Dataset ds;
+  ds.source = "linear";
+  ds.task = Task::kRegress;
+  ds.n = 200;
+  ds.n_features = 2;
+  ds.feature_names = {"a", "b"};
+  ds.label_columns = {"y"};
+  Rng rng(6);
+  double sum = 0;  // of the targets
+  for (Index i = 0; i < ds.n; ++i) {
+    const double a = rng.normal(), b = rng.normal();
+    ds.x_f32.push_back(static_cast<float>(a));
+    ds.x_f32.push_back(static_cast<float>(b));
+    ds.targets.push_back(static_cast<float>(3e6 + 1e6 * a - 5e5 * b));
+    sum += ds.targets.back();
+  }
+  FitConfig c;
+  c.hidden = {8};
+  c.train.epochs = 30;
+  FitResult r = fit(ds, c);
+  ASSERT_TRUE(r.pre.standardizes_targets());
+  EXPECT_NEAR(r.pre.target_shift[0], sum / static_cast<double>(ds.n), 1.0);
+  EXPECT_EQ(r.info.preprocess, r.pre);
+  // In the targets' units: predicting the mean would score the standard deviation, √(1e12 +
+  // 2.5e11) ≈ 1.1e6; 30 epochs of a small sigmoid network explain most of the variance.
+  const double rmse = evaluate(r.model, ds, {}, r.pre).metrics.rmse;
+  EXPECT_LT(rmse, 0.2 * r.pre.target_scale[0]);
+  EXPECT_GT(rmse, 0.0);
+
+  c.standardize_targets = false;
+  EXPECT_FALSE(fit_preprocess(c, ds, all_rows(ds)).standardizes_targets());
+}
+
 TEST(Fit, RefusesBadSettingsNamingThem) {
   const Dataset ds = blobs(5, 4);
   auto fails = [&](void (*change)(FitConfig&), ErrorCode code,

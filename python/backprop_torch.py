@@ -15,6 +15,11 @@ architecture, the class names and the preprocessing.
     net = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 3), nn.Softmax(dim=1))
     bt.save(net, "iris.safetensors", class_names=["setosa", "versicolor", "virginica"])
 
+A regression model trained on standardised targets (metadata target_shift and target_scale)
+gives outputs in the targets' units: load() ends the Sequential with a ToTargets module
+(a * target_scale + target_shift), after the output activation, and save() turns a trailing
+ToTargets back into the two metadata vectors.
+
 Activations map one to one: sigmoid nn.Sigmoid, tanh nn.Tanh, relu nn.ReLU, leaky-relu
 nn.LeakyReLU(negative_slope), identity nn.Identity, softmax nn.Softmax(dim=1). load() puts an
 activation module after every Linear (nn.Identity for identity), so Linear l sits at index 2l as
@@ -33,8 +38,8 @@ import tempfile
 import torch
 from torch import nn
 
-__all__ = ["load", "save", "preprocess", "with_preprocessing", "Standardize", "read_safetensors",
-           "write_safetensors", "metadata"]
+__all__ = ["load", "save", "preprocess", "with_preprocessing", "Standardize", "ToTargets",
+           "read_safetensors", "write_safetensors", "metadata"]
 
 FORMAT = "backprop-mlp"
 FORMAT_VERSION = "1"
@@ -68,6 +73,20 @@ class Standardize(nn.Module):
         if x.dim() > 2:  # images: one row of features per example
             x = x.flatten(1)
         return (x - self.shift) * self.scale
+
+
+class ToTargets(nn.Module):
+    """y = a * scale + shift, per output: a regression model's standardised outputs in the
+    targets' units, in float32 with one rounding after the product and one after the sum, as
+    backprop computes it."""
+
+    def __init__(self, shift, scale):
+        super().__init__()
+        self.register_buffer("shift", torch.as_tensor(shift, dtype=torch.float32))
+        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32))
+
+    def forward(self, a):
+        return a * self.scale + self.shift
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,6 +224,13 @@ def load(path):
             modules.append(_activation_module(name, slope, "output" if last else "hidden"))
         except ValueError as e:
             raise ValueError(f"{path}: {e}") from None
+    if "target_shift" in meta or "target_scale" in meta:
+        shift = json.loads(meta.get("target_shift", "[]"))
+        scale = json.loads(meta.get("target_scale", "[]"))
+        if len(shift) != layers[-1] or len(scale) != layers[-1]:
+            raise ValueError(f"{path}: target_shift and target_scale need {layers[-1]} values "
+                             f"each, got {len(shift)} and {len(scale)}")
+        modules.append(ToTargets(shift, scale))
     model = nn.Sequential(*modules)
     model.eval()
     model.backprop_metadata = dict(meta)
@@ -285,7 +311,8 @@ def _json(value):
 
 
 def save(model, path, *, class_names=None, feature_names=None, label_columns=None, task=None,
-         loss=None, input_shift=None, input_scale=None, sample_shape=None, seed=None, init=None):
+         loss=None, input_shift=None, input_scale=None, sample_shape=None, seed=None, init=None,
+         target_shift=None, target_scale=None):
     """Writes an nn.Sequential of Linear layers and supported activations as a backprop model file.
 
     All hidden layers share one activation (sigmoid, tanh, relu, leaky-relu with one slope in
@@ -294,7 +321,9 @@ def save(model, path, *, class_names=None, feature_names=None, label_columns=Non
     outputs, quadratic for identity; class_names "0", "1", ...; feature_names "x0", "x1", ...;
     label_columns ["label"] (classify) or "y0", "y1", ... (regress); no preprocessing, unless the
     model starts with a Standardize module or input_shift and input_scale are given (x' = (x -
-    shift) * scale). A model returned by load() keeps its file's metadata for anything not given.
+    shift) * scale). Regression targets: a trailing ToTargets module, or target_shift and
+    target_scale (outputs mean a * target_scale + target_shift), are stored as the file's target
+    standardisation. A model returned by load() keeps its file's metadata for anything not given.
     """
     base = dict(getattr(model, "backprop_metadata", {}))
     if isinstance(model, nn.Sequential) and len(model) == 2 and isinstance(model[0], Standardize):
@@ -307,6 +336,11 @@ def save(model, path, *, class_names=None, feature_names=None, label_columns=Non
         modules = modules[1:]
     if modules and isinstance(modules[0], nn.Flatten):
         modules = modules[1:]
+    if modules and isinstance(modules[-1], ToTargets):
+        if target_shift is None:
+            target_shift = modules[-1].shift.tolist()
+            target_scale = modules[-1].scale.tolist()
+        modules = modules[:-1]
 
     linears, acts = [], []  # acts[l]: (name, slope) after linear l; None = identity
     for i, m in enumerate(modules):
@@ -399,6 +433,19 @@ def save(model, path, *, class_names=None, feature_names=None, label_columns=Non
                          f"got {len(shift)} and {len(scale)}")
     if not all(math.isfinite(v) for v in shift + scale):
         raise ValueError("input_shift and input_scale must be finite")
+    if target_shift is None and target_scale is None:
+        target_shift, target_scale = from_base("target_shift", []), from_base("target_scale", [])
+    tshift = [float(v) for v in
+              torch.as_tensor(target_shift or [], dtype=torch.float32).flatten().tolist()]
+    tscale = [float(v) for v in
+              torch.as_tensor(target_scale or [], dtype=torch.float32).flatten().tolist()]
+    if tshift or tscale:
+        if task != "regress" or len(tshift) != n_out or len(tscale) != n_out:
+            raise ValueError(f"target_shift and target_scale belong to a regression model and "
+                             f"need {n_out} values each, got {len(tshift)} and {len(tscale)}")
+        if not all(math.isfinite(v) for v in tshift) or not all(v > 0 and math.isfinite(v)
+                                                                 for v in tscale):
+            raise ValueError("target_shift must be finite and target_scale finite and > 0")
 
     meta = {
         "format": FORMAT,
@@ -417,11 +464,14 @@ def save(model, path, *, class_names=None, feature_names=None, label_columns=Non
         "data_hash": base.get("data_hash", ""),
         "train_examples": base.get("train_examples", "0"),
     }
+    if tshift:
+        meta["target_shift"] = _json(tshift)
+        meta["target_scale"] = _json(tscale)
     # The architecture's text, kept as the base file wrote it when it means the same.
     meta.update(arch)
     for key in list(arch) + ["class_names", "feature_names", "label_columns", "sample_shape",
-                             "input_shift", "input_scale"]:
-        if key in base and _same_value(base[key], meta[key]):
+                             "input_shift", "input_scale", "target_shift", "target_scale"]:
+        if key in base and key in meta and _same_value(base[key], meta[key]):
             meta[key] = base[key]
 
     tensors = []

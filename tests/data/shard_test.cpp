@@ -173,7 +173,9 @@ void expect_sharded_like_whole(const Dataset& whole, const ModelSpec& spec, int 
   Model model(spec);
   model.init(Init::kXavier, 7);
   const std::vector<Index> all = all_rows(whole);
-  const Preprocess pre = standardize_preprocess(whole, all);
+  // Regression: the targets standardised too (train's default), so evaluation un-scales outputs.
+  Preprocess pre = standardize_preprocess(whole, all);
+  if (whole.task == Task::kRegress) standardize_targets(pre, whole, all);
   const Evaluation ev = evaluate(model, whole, {}, pre);
 
   std::vector<Preprocess> pres(static_cast<std::size_t>(ranks));
@@ -187,6 +189,7 @@ void expect_sharded_like_whole(const Dataset& whole, const ModelSpec& spec, int 
     const std::vector<Index> rows = all_rows(part);
     const auto r = static_cast<std::size_t>(c.rank());
     pres[r] = standardize_preprocess_sharded(part, rows, c);
+    if (part.task == Task::kRegress) standardize_targets_sharded(pres[r], part, rows, c);
     evs[r] = evaluate_sharded(mine, part, rows, pres[r], c);
   });
   for (int r = 0; r < ranks; ++r) {
@@ -198,6 +201,13 @@ void expect_sharded_like_whole(const Dataset& whole, const ModelSpec& spec, int 
     for (std::size_t j = 0; j < pre.shift.size(); ++j) {
       EXPECT_NEAR(p.shift[j], pre.shift[j], 1e-6 * std::fabs(pre.shift[j]) + 1e-12);
       EXPECT_NEAR(p.scale[j], pre.scale[j], 1e-6 * std::fabs(pre.scale[j]));
+    }
+    ASSERT_EQ(p.target_scale.size(), pre.target_scale.size());
+    ASSERT_EQ(p.target_shift.size(), pre.target_shift.size());
+    for (std::size_t t = 0; t < pre.target_scale.size(); ++t) {
+      EXPECT_NEAR(p.target_shift[t], pre.target_shift[t],
+                  1e-6 * std::fabs(pre.target_shift[t]) + 1e-12);
+      EXPECT_NEAR(p.target_scale[t], pre.target_scale[t], 1e-6 * pre.target_scale[t]);
     }
     EXPECT_EQ(e.metrics.n, whole.n);
     EXPECT_NEAR(e.metrics.loss, ev.metrics.loss, 1e-6 * std::fabs(ev.metrics.loss));

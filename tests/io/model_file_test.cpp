@@ -238,6 +238,43 @@ TEST(ModelFile, KeepsTheVersionOfTheLibraryThatWroteItNotTheCallers) {
   EXPECT_EQ(loaded.info.version, version());
 }
 
+// Regression with standardised targets: the two vectors round trip; a file written without them
+// (every file before issue 15, and every classifier) has no such keys and still loads, as
+// targets used as they are.
+TEST(ModelFile, KeepsTheTargetStandardisationAndLoadsFilesWithoutIt) {
+  const ModelSpec spec{.layers = {3, 4, 2},
+                       .hidden = Activation::kTanh,
+                       .output = Activation::kIdentity,
+                       .loss = Loss::kQuadratic};
+  ModelInfo info;
+  info.task = Task::kRegress;
+  info.feature_names = {"a", "b", "c"};
+  info.label_columns = {"u", "v"};
+  info.preprocess.shift = {1.0f, 2.0f, 3.0f};
+  info.preprocess.scale = {0.5f, 0.25f, 2.0f};
+  const Model model = make_model(spec, 9);
+  const Bytes plain = serialize_model(model, info);
+  const Safetensors plain_st = parse_safetensors(plain, kName, {});
+  EXPECT_EQ(plain_st.metadata.count("target_shift"), 0u);
+  EXPECT_FALSE(parse_model(plain, kName, {}).info.preprocess.standardizes_targets());
+
+  info.preprocess.target_shift = {5000.0f, -2e6f};
+  info.preprocess.target_scale = {1234.5f, 4e5f};
+  const ModelFile loaded = parse_model(serialize_model(model, info), kName, {});
+  EXPECT_EQ(loaded.info.preprocess, info.preprocess);
+  EXPECT_FLOAT_EQ(output_to_target(loaded.info.preprocess, 1, 0.5f), -2e6f + 0.5f * 4e5f);
+
+  // A classifier may not carry them, and a scale must be positive, one per output.
+  ModelInfo bad = info;
+  bad.preprocess.target_scale = {1.0f, 0.0f};
+  test::expect_error([&] { parse_model(serialize_model(model, bad), kName, {}); },
+                     ErrorCode::kModel, {"target_scale", "> 0"});
+  bad.preprocess.target_scale = {1.0f};
+  bad.preprocess.target_shift = {1.0f};
+  test::expect_error([&] { parse_model(serialize_model(model, bad), kName, {}); },
+                     ErrorCode::kModel, {"target_shift/target_scale", "2 outputs"});
+}
+
 // ---------------------------------------------------------------------------------------------
 // Layout and determinism
 

@@ -106,10 +106,12 @@ TEST(ParallelElementwise, ColumnSumsAreThreadCountInvariant) {
 TEST(ParallelElementwise, AxpyAndAdamAreThreadCountInvariant) {
   constexpr Index kN = (Index{1} << 20) + 13;  // a tail past the last 16-float boundary
   std::vector<float> x = random_values(kN, 3), g = random_values(kN, 4);
+  const std::vector<float> p0 = random_values(kN, 6), m0 = random_values(kN, 7),
+                           v0 = random_values(kN, 8, 0, 1);
   expect_thread_count_invariant(
       kN * kElementCost, (kN + 15) / 16,
       [&](std::vector<float>& out) {
-        out = random_values(kN, 5);
+        out = p0;
         axpy<float>(-0.3f, x, out);
       },
       "axpy");
@@ -119,8 +121,7 @@ TEST(ParallelElementwise, AxpyAndAdamAreThreadCountInvariant) {
     expect_thread_count_invariant(
         kN * kElementCost * 4, (kN + 15) / 16,
         [&](std::vector<float>& out) {
-          std::vector<float> p = random_values(kN, 6), m = random_values(kN, 7),
-                             v = random_values(kN, 8, 0, 1);
+          std::vector<float> p = p0, m = m0, v = v0;
           for (int step = 0; step < 3; ++step)
             adam_step(p.data(), g.data(), m.data(), v.data(), kN, a);
           out = p;

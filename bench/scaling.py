@@ -153,7 +153,8 @@ def torch_worker(args):
     import torch
     import torch_bench as tb
 
-    torch.set_num_threads(args.threads)
+    threads = int(args.threads)
+    torch.set_num_threads(threads)
     spec = dict(tb.NETS["c"])
     torch.manual_seed(1)
     x, labels = tb.load(DATA, "train")

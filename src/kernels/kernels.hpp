@@ -181,7 +181,7 @@ void gemm_backward_weights(ConstMatrixViewT<T> dz, ConstMatrixViewT<T> x, Matrix
                            bool accumulate) noexcept;
 
 // D7: db (+)= Σ_rows dz, rows added in order, so the sum does not depend on how the batch was
-// computed (db: dz.cols values).
+// computed (db: dz.cols values); threads take ranges of columns.
 template <class T>
 void column_sums(ConstMatrixViewT<T> dz, T* db, bool accumulate) noexcept;
 
@@ -189,7 +189,8 @@ void column_sums(ConstMatrixViewT<T> dz, T* db, bool accumulate) noexcept;
 template <class T>
 void axpy(T alpha, std::span<const T> x, std::span<T> y) noexcept;
 
-// Adam's step over n parameters on active(), split across threads in fixed chunks.
+// Adam's step over n parameters on active(), split across as many threads as it pays for
+// (parallel_ranges, ranges on 16-float boundaries).
 void adam_step(float* p, const float* g, float* m, float* v, Index n, const AdamArgs& a) noexcept;
 
 // Elementwise helpers over row-major views, on active() for float and plain loops for double.

@@ -18,8 +18,9 @@ data loading and network construction), on Debian's OpenMP OpenBLAS as bench/run
 Prints the CPU model, core count and date, the table (markdown) and writes it to
 bench/results/scaling.md (raw JSON lines in bench/results/scaling.jsonl). `--threads 0` is ours
 only (PyTorch has no "as many as help"); for (d) the "0" column is infer_bench at the core count,
-which is what `set_num_threads(0)` resolves to. Budget: about 4 minutes on a 16-core machine;
-(c) at one thread dominates.
+which is what `set_num_threads(0)` resolves to. Budget: an estimated 4 minutes on a 16-core
+machine (not yet run on one; (c) at one thread dominates, about 30 s for ours and PyTorch's each);
+5 minutes on the 2-core development machine under load.
 
   bench/scaling.py [--threads 1,2,4,...] [--configs a,b,c,d] [--epochs 2] [--no-torch]
                    [--no-build] [--cli PATH] [--infer-bench PATH] [--out FILE] [--label TEXT]

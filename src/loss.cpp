@@ -4,6 +4,8 @@
 #include <cmath>
 #include <string>
 
+#include "kernels/kernels.hpp"
+
 namespace backprop {
 
 std::string_view to_string(Loss l) {
@@ -69,33 +71,37 @@ void loss_backward(Activation output, Loss loss, ConstMatrixViewT<T> a, ConstMat
   BACKPROP_DASSERT(is_valid_output_loss(output, loss));
   const Index k = y.cols;
   const T inv_b = T(1) / static_cast<T>(average_over > 0 ? average_over : y.rows);
-  for (Index i = 0; i < y.rows; ++i) {
-    const T* ai = a.row(i);
-    const T* yi = y.row(i);
-    T* di = dz.row(i);
-    if (loss == Loss::kQuadratic) {
-      switch (output) {
-        case Activation::kSigmoid:  // D4a
-          for (Index j = 0; j < k; ++j) di[j] = (ai[j] - yi[j]) * (ai[j] * (T(1) - ai[j])) * inv_b;
-          break;
-        case Activation::kSoftmax: {  // D4b: the full Jacobian ∂a_k/∂z_j = a_k(δ_kj − a_j)
-          T dot = 0;
-          for (Index j = 0; j < k; ++j) dot += (ai[j] - yi[j]) * ai[j];
-          for (Index j = 0; j < k; ++j) di[j] = ai[j] * ((ai[j] - yi[j]) - dot) * inv_b;
-          break;
+  // Row by row, each row by one thread (D4b's dot product stays within its row).
+  kernels::parallel_ranges(y.rows, static_cast<double>(k) * 3, 1, [&](Index begin, Index end) {
+    for (Index i = begin; i < end; ++i) {
+      const T* ai = a.row(i);
+      const T* yi = y.row(i);
+      T* di = dz.row(i);
+      if (loss == Loss::kQuadratic) {
+        switch (output) {
+          case Activation::kSigmoid:  // D4a
+            for (Index j = 0; j < k; ++j)
+              di[j] = (ai[j] - yi[j]) * (ai[j] * (T(1) - ai[j])) * inv_b;
+            break;
+          case Activation::kSoftmax: {  // D4b: the full Jacobian ∂a_k/∂z_j = a_k(δ_kj − a_j)
+            T dot = 0;
+            for (Index j = 0; j < k; ++j) dot += (ai[j] - yi[j]) * ai[j];
+            for (Index j = 0; j < k; ++j) di[j] = ai[j] * ((ai[j] - yi[j]) - dot) * inv_b;
+            break;
+          }
+          default:  // D4c: identity
+            for (Index j = 0; j < k; ++j) di[j] = (ai[j] - yi[j]) * inv_b;
+            break;
         }
-        default:  // D4c: identity
-          for (Index j = 0; j < k; ++j) di[j] = (ai[j] - yi[j]) * inv_b;
-          break;
+      } else if (output == Activation::kSoftmax) {  // D4d
+        T ysum = 0;
+        for (Index j = 0; j < k; ++j) ysum += yi[j];
+        for (Index j = 0; j < k; ++j) di[j] = (ai[j] * ysum - yi[j]) * inv_b;
+      } else {  // D4e: sigmoid + binary cross-entropy
+        for (Index j = 0; j < k; ++j) di[j] = (ai[j] - yi[j]) * inv_b;
       }
-    } else if (output == Activation::kSoftmax) {  // D4d
-      T ysum = 0;
-      for (Index j = 0; j < k; ++j) ysum += yi[j];
-      for (Index j = 0; j < k; ++j) di[j] = (ai[j] * ysum - yi[j]) * inv_b;
-    } else {  // D4e: sigmoid + binary cross-entropy
-      for (Index j = 0; j < k; ++j) di[j] = (ai[j] - yi[j]) * inv_b;
     }
-  }
+  });
 }
 
 template double loss_forward<float>(Activation, Loss, ConstMatrixView, ConstMatrixView,

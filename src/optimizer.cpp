@@ -65,6 +65,14 @@ void ensure(std::vector<float>& v, std::size_t n, float value = 0.0f) {
   if (v.size() != n) v.assign(n, value);
 }
 
+// The elementwise updates over the arena, split across as many threads as n values pay for
+// (`streams` weighs a value, kernels::parallel_ranges); each value is updated by one thread with
+// the same arithmetic, so the result does not depend on the thread count.
+template <class F>
+void each_range(std::size_t n, double streams, F&& f) {
+  kernels::parallel_ranges(static_cast<Index>(n), streams, 16, f);
+}
+
 }  // namespace
 
 Optimizer::Optimizer(double lr) : lr_(lr) {
@@ -93,10 +101,14 @@ void Sgd::step(std::span<float> params, std::span<const float> grads) {
     return;
   }
   const auto lr = static_cast<float>(lr_), wd = static_cast<float>(weight_decay_);
-  for (std::size_t i = 0; i < params.size(); ++i) {
-    float g = grads[i] + wd * params[i];
-    params[i] = params[i] - lr * g;
-  }
+  float* p = params.data();
+  const float* gr = grads.data();
+  each_range(params.size(), 1, [&](Index begin, Index end) {
+    for (Index i = begin; i < end; ++i) {
+      float g = gr[i] + wd * p[i];
+      p[i] = p[i] - lr * g;
+    }
+  });
 }
 
 // --------------------------------------------------------------------------------------------
@@ -113,13 +125,19 @@ void Momentum::step(std::span<float> params, std::span<const float> grads) {
   ensure(buf_, params.size());
   const auto lr = static_cast<float>(lr_), mu = static_cast<float>(momentum_),
              wd = static_cast<float>(weight_decay_);
-  for (std::size_t i = 0; i < params.size(); ++i) {
-    float g = weight_decay_ != 0 ? grads[i] + wd * params[i] : grads[i];
-    // PyTorch starts the buffer at the first gradient; μ·0 + g is exactly that.
-    buf_[i] = mu * buf_[i] + g;
-    float d = nesterov_ ? g + mu * buf_[i] : buf_[i];
-    params[i] = params[i] - lr * d;
-  }
+  const bool decay = weight_decay_ != 0, nesterov = nesterov_;
+  float* p = params.data();
+  float* buf = buf_.data();
+  const float* gr = grads.data();
+  each_range(params.size(), 2, [&](Index begin, Index end) {
+    for (Index i = begin; i < end; ++i) {
+      float g = decay ? gr[i] + wd * p[i] : gr[i];
+      // PyTorch starts the buffer at the first gradient; μ·0 + g is exactly that.
+      buf[i] = mu * buf[i] + g;
+      float d = nesterov ? g + mu * buf[i] : buf[i];
+      p[i] = p[i] - lr * d;
+    }
+  });
 }
 
 OptimizerState Momentum::state() const {
@@ -203,11 +221,17 @@ void RmsProp::step(std::span<float> params, std::span<const float> grads) {
   const auto lr = static_cast<float>(lr_), a = static_cast<float>(alpha_),
              one_minus_a = static_cast<float>(1.0 - alpha_), eps = static_cast<float>(eps_),
              wd = static_cast<float>(weight_decay_);
-  for (std::size_t i = 0; i < params.size(); ++i) {
-    float g = weight_decay_ != 0 ? grads[i] + wd * params[i] : grads[i];
-    sq_[i] = sq_[i] * a + one_minus_a * (g * g);
-    params[i] = params[i] + (-lr) * (g / (std::sqrt(sq_[i]) + eps));
-  }
+  const bool decay = weight_decay_ != 0;
+  float* p = params.data();
+  float* sq = sq_.data();
+  const float* gr = grads.data();
+  each_range(params.size(), 3, [&](Index begin, Index end) {
+    for (Index i = begin; i < end; ++i) {
+      float g = decay ? gr[i] + wd * p[i] : gr[i];
+      sq[i] = sq[i] * a + one_minus_a * (g * g);
+      p[i] = p[i] + (-lr) * (g / (std::sqrt(sq[i]) + eps));
+    }
+  });
 }
 
 OptimizerState RmsProp::state() const {
@@ -237,17 +261,23 @@ void IRpropMinus::step(std::span<float> params, std::span<const float> grads) {
   ensure(steps_, params.size(), static_cast<float>(lr_));
   const auto up = static_cast<float>(eta_plus_), down = static_cast<float>(eta_minus_),
              lo = static_cast<float>(step_min_), hi = static_cast<float>(step_max_);
-  for (std::size_t i = 0; i < params.size(); ++i) {
-    float g = grads[i];
-    float s = g * prev_[i];
-    float factor = s > 0 ? up : (s < 0 ? down : 1.0f);
-    steps_[i] = std::min(std::max(steps_[i] * factor, lo), hi);
-    // iRprop−: after a sign change the weight stays put and the gradient is forgotten.
-    if (s < 0) g = 0.0f;
-    float sign = g > 0 ? 1.0f : (g < 0 ? -1.0f : 0.0f);
-    params[i] = params[i] - sign * steps_[i];
-    prev_[i] = g;
-  }
+  float* p = params.data();
+  float* prev = prev_.data();
+  float* steps = steps_.data();
+  const float* gr = grads.data();
+  each_range(params.size(), 3, [&](Index begin, Index end) {
+    for (Index i = begin; i < end; ++i) {
+      float g = gr[i];
+      float s = g * prev[i];
+      float factor = s > 0 ? up : (s < 0 ? down : 1.0f);
+      steps[i] = std::min(std::max(steps[i] * factor, lo), hi);
+      // iRprop−: after a sign change the weight stays put and the gradient is forgotten.
+      if (s < 0) g = 0.0f;
+      float sign = g > 0 ? 1.0f : (g < 0 ? -1.0f : 0.0f);
+      p[i] = p[i] - sign * steps[i];
+      prev[i] = g;
+    }
+  });
 }
 
 OptimizerState IRpropMinus::state() const {

@@ -88,10 +88,6 @@ void gemm_serial(const KernelTable& t, Index m, Index n, Index k, Operand<float>
   }
 }
 
-// Below this many multiply-adds per thread a product stays on the calling thread: waking a
-// worker costs more than it saves.
-constexpr double kMinMacsPerThread = 64.0 * 1024;
-
 // How many threads a product of this size gets, and whether C is split along n (else m).
 struct Split {
   int threads;
@@ -100,12 +96,8 @@ struct Split {
 };
 
 Split plan(Index m, Index n, Index k, Index mr, Index nr) {
-  double macs = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
-  int threads = std::min(num_threads(), std::max(1, static_cast<int>(macs / kMinMacsPerThread)));
   bool along_n = n >= m;
-  Index unit = along_n ? nr : mr;
-  Index units = ((along_n ? n : m) + unit - 1) / unit;
-  return {static_cast<int>(std::min<Index>(threads, units)), along_n, unit};
+  return {gemm_threads(m, n, k, mr, nr, num_threads()), along_n, along_n ? nr : mr};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -257,6 +249,16 @@ void split_and_run(Index m, Index n, Index k, Operand<T> a, Operand<T> b, T* c, 
 
 }  // namespace
 
+int gemm_threads(Index m, Index n, Index k, Index mr, Index nr, int available) noexcept {
+  if (m <= 0 || n <= 0) return 1;
+  const bool along_n = n >= m;
+  const Index unit = along_n ? nr : mr;
+  const Index units = ((along_n ? n : m) + unit - 1) / unit;
+  const double macs =
+      static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(std::max<Index>(k, 1));
+  return detail::threads_for(macs, kMinMacsPerThread, units, available);
+}
+
 void gemm(const KernelTable& t, Index m, Index n, Index k, Operand<float> a, Operand<float> b,
           float* c, Index ldc, bool accumulate, const Epilogue& ep) noexcept {
   split_and_run<float>(
@@ -361,37 +363,38 @@ void gemm_backward_weights(ConstMatrixViewT<T> dz, ConstMatrixViewT<T> x, Matrix
 
 void adam_step(float* p, const float* g, float* m, float* v, Index n, const AdamArgs& a) noexcept {
   const KernelTable& t = active();
-  // Elementwise, so any split gives the same bits; chunks of 64 Ki values keep each task worth
-  // waking a thread for.
-  constexpr Index kChunk = Index{1} << 16;
-  const int tasks = static_cast<int>(std::min<Index>(num_threads(), (n + kChunk - 1) / kChunk));
-  if (tasks <= 1) {
-    t.adam(p, g, m, v, n, a);
-    return;
-  }
-  detail::parallel_for(tasks, [&](int k) {
-    Index begin = n * k / tasks / 16 * 16, end = k + 1 == tasks ? n : n * (k + 1) / tasks / 16 * 16;
+  // Elementwise, so any split gives the same bits (ranges start on 16-float boundaries, so the
+  // vector body and the tail see the same elements as on one thread). Seven streams, a sqrt and
+  // two divisions per value: weighed as four plain streams.
+  parallel_ranges(n, 4, 16, [&](Index begin, Index end) {
     t.adam(p + begin, g + begin, m + begin, v + begin, end - begin, a);
   });
 }
 
 template <class T>
 void column_sums(ConstMatrixViewT<T> dz, T* db, bool accumulate) noexcept {
-  if (!accumulate) std::fill(db, db + dz.cols, T(0));
-  for (Index i = 0; i < dz.rows; ++i) {
-    const T* di = dz.row(i);
-    for (Index j = 0; j < dz.cols; ++j) db[j] += di[j];
-  }
+  // Each column is summed over the rows in order by one range of columns, so the split (by
+  // columns, 64 at a time) never changes a sum.
+  parallel_ranges(dz.cols, static_cast<double>(dz.rows), 64, [&](Index begin, Index end) {
+    if (!accumulate) std::fill(db + begin, db + end, T(0));
+    for (Index i = 0; i < dz.rows; ++i) {
+      const T* di = dz.row(i);
+      for (Index j = begin; j < end; ++j) db[j] += di[j];
+    }
+  });
 }
 
 template <class T>
 void axpy(T alpha, std::span<const T> x, std::span<T> y) noexcept {
   BACKPROP_DASSERT(x.size() == y.size());
-  if constexpr (std::is_same_v<T, float>) {
-    active().axpy(alpha, x.data(), y.data(), static_cast<Index>(x.size()));
-  } else {
-    for (std::size_t i = 0; i < x.size(); ++i) y[i] += alpha * x[i];
-  }
+  parallel_ranges(static_cast<Index>(x.size()), 1, 16, [&](Index begin, Index end) {
+    if constexpr (std::is_same_v<T, float>) {
+      active().axpy(alpha, x.data() + begin, y.data() + begin, end - begin);
+    } else {
+      for (Index i = begin; i < end; ++i)
+        y[static_cast<std::size_t>(i)] += alpha * x[static_cast<std::size_t>(i)];
+    }
+  });
 }
 
 template <class T>
@@ -409,28 +412,36 @@ template <class T>
 void activation_forward_rows(Activation g, T slope, ConstMatrixViewT<T> z,
                              MatrixViewT<T> a) noexcept {
   BACKPROP_DASSERT(z.rows == a.rows && z.cols == a.cols);
-  for (Index i = 0; i < z.rows; ++i) {
-    if constexpr (std::is_same_v<T, float>) {
-      active().act_forward(g, slope, z.row(i), a.row(i), z.cols);
-    } else if (g == Activation::kSoftmax) {
-      reference::softmax_row(z.row(i), a.row(i), z.cols);
-    } else {
-      for (Index j = 0; j < z.cols; ++j) a(i, j) = reference::act(g, z(i, j), slope);
+  // Row by row, each row whole (softmax needs it): any split of the rows gives the same bits.
+  const double streams = static_cast<double>(z.cols) * (g == Activation::kSoftmax ? 3 : 2);
+  parallel_ranges(z.rows, streams, 1, [&](Index begin, Index end) {
+    for (Index i = begin; i < end; ++i) {
+      if constexpr (std::is_same_v<T, float>) {
+        active().act_forward(g, slope, z.row(i), a.row(i), z.cols);
+      } else if (g == Activation::kSoftmax) {
+        reference::softmax_row(z.row(i), a.row(i), z.cols);
+      } else {
+        for (Index j = 0; j < z.cols; ++j) a(i, j) = reference::act(g, z(i, j), slope);
+      }
     }
-  }
+  });
 }
 
 template <class T>
 void activation_backward_rows(Activation g, T slope, ConstMatrixViewT<T> a, ConstMatrixViewT<T> da,
                               MatrixViewT<T> dz) noexcept {
   BACKPROP_DASSERT(g != Activation::kSoftmax);
-  for (Index i = 0; i < a.rows; ++i) {
-    if constexpr (std::is_same_v<T, float>) {
-      active().act_backward(g, slope, a.row(i), da.row(i), dz.row(i), a.cols);
-    } else {
-      for (Index j = 0; j < a.cols; ++j) dz(i, j) = da(i, j) * reference::deriv(g, a(i, j), slope);
+  parallel_ranges(a.rows, static_cast<double>(a.cols) * 3, 1, [&](Index begin, Index end) {
+    for (Index i = begin; i < end; ++i) {
+      if constexpr (std::is_same_v<T, float>) {
+        active().act_backward(g, slope, a.row(i), da.row(i), dz.row(i), a.cols);
+      } else {
+        for (Index j = 0; j < a.cols; ++j) {
+          dz(i, j) = da(i, j) * reference::deriv(g, a(i, j), slope);
+        }
+      }
     }
-  }
+  });
 }
 
 #define BACKPROP_INSTANTIATE(T)                                                                    \

@@ -15,6 +15,7 @@
 // runs on the portable template in gemm.cpp.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <span>
 #include <string_view>
@@ -22,6 +23,7 @@
 
 #include "backprop/activation.hpp"
 #include "backprop/matrix.hpp"
+#include "backprop/parallel.hpp"
 
 namespace backprop::kernels {
 
@@ -120,6 +122,43 @@ template <class T>
 void gemm_reference(Index m, Index n, Index k, Operand<T> a, Operand<T> b, T* c, Index ldc,
                     bool accumulate, const EpilogueT<T>& ep) noexcept;
 
+// Threads per product, chosen by work. A thread costs about a microsecond to wake and hand its
+// share, and the operands it reads must then move between cores' caches; a share below
+// kMinMacsPerThread multiply-adds (about 10 µs of one core's micro-kernel) does not pay for that,
+// so a product gets one thread per kMinMacsPerThread of its m·n·k, at most one per micro-tile
+// column (row) strip, at most `available`. Network (a)'s products (784-30-10, batch 10: at most
+// 235k) run on the calling thread; (c)'s (hundreds of millions) on every core.
+constexpr double kMinMacsPerThread = 512.0 * 1024;
+int gemm_threads(Index m, Index n, Index k, Index mr, Index nr, int available) noexcept;
+
+// Elementwise passes (optimizer updates, the batch gather, activations, column sums) are weighed
+// in the same unit: a pass streams about one float per nanosecond on one core, where the
+// micro-kernel does tens of multiply-adds, so an element counts as kElementCost multiply-adds
+// (times the pass's streams). A pass over n elements then starts a thread per 16 Ki elements of a
+// one-stream pass, fewer for a heavier one.
+constexpr double kElementCost = 32;
+
+// Runs f(begin, end) over [0, n) in contiguous ranges, one per thread the work pays for
+// (`streams` weighs an element: kElementCost·streams multiply-adds); range boundaries are
+// multiples of `align` (the last range ends at n). For work whose result does not depend on the
+// split: each output element written by exactly one range.
+template <class F>
+void parallel_ranges(Index n, double streams, Index align, F&& f) {
+  if (n <= 0) return;
+  const Index units = (n + align - 1) / align;
+  const int threads = detail::threads_for(static_cast<double>(n) * kElementCost * streams,
+                                          kMinMacsPerThread, units);
+  if (threads <= 1) {
+    f(Index{0}, n);
+    return;
+  }
+  detail::parallel_for(threads, [&](int t) {
+    const Index begin = units * t / threads * align;
+    const Index end = std::min(n, units * (t + 1) / threads * align);
+    if (begin < end) f(begin, end);
+  });
+}
+
 // The three forms. float runs on active(), double on the portable template.
 template <class T>
 void gemm_forward(ConstMatrixViewT<T> x, ConstMatrixViewT<T> w, const T* b, Activation g, T slope,
@@ -142,7 +181,7 @@ void gemm_backward_weights(ConstMatrixViewT<T> dz, ConstMatrixViewT<T> x, Matrix
                            bool accumulate) noexcept;
 
 // D7: db (+)= Σ_rows dz, rows added in order, so the sum does not depend on how the batch was
-// computed (db: dz.cols values).
+// computed (db: dz.cols values); threads take ranges of columns.
 template <class T>
 void column_sums(ConstMatrixViewT<T> dz, T* db, bool accumulate) noexcept;
 
@@ -150,7 +189,8 @@ void column_sums(ConstMatrixViewT<T> dz, T* db, bool accumulate) noexcept;
 template <class T>
 void axpy(T alpha, std::span<const T> x, std::span<T> y) noexcept;
 
-// Adam's step over n parameters on active(), split across threads in fixed chunks.
+// Adam's step over n parameters on active(), split across as many threads as it pays for
+// (parallel_ranges, ranges on 16-float boundaries).
 void adam_step(float* p, const float* g, float* m, float* v, Index n, const AdamArgs& a) noexcept;
 
 // Elementwise helpers over row-major views, on active() for float and plain loops for double.

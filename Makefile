@@ -13,12 +13,14 @@
 #   make bench            backprop against OpenBLAS, BLIS, oneDNN and PyTorch: one table, also
 #                         written to bench/results/bench.md (about 9 minutes; not part of test);
 #                         then 2 MPI ranks against 2 threads (bench/mpi_bench.py, bench/results/mpi.md)
+#   make bench-scaling    samples/s against the thread count (1, 2, 4, ... cores, and --threads 0),
+#                         ours and PyTorch's, for (a)-(d): bench/results/scaling.md (minutes)
 #   make bench-accuracy   the accuracy reference runs of the README (minutes; not part of test)
 JOBS ?= $(shell nproc)
 MAKEFLAGS += --no-print-directory
 RUN_FLAGS ?=
 
-.PHONY: run test check test-long build setup bench bench-accuracy clean
+.PHONY: run test check test-long build setup bench bench-scaling bench-accuracy clean
 
 setup:
 	@scripts/setup
@@ -34,8 +36,8 @@ run: build
 # The tests the TSan build runs: everything that starts threads (the pool, the threaded GEMM, the
 # training loop and what calls it, the sharded paths with ranks as threads). The tsan test preset
 # filters ctest to the same list.
-TSAN_TESTS = kernels_gemm_test kernels_math_test parallel_thread_pool_test train_test \
-             model_test optimizer_test data_shard_test
+TSAN_TESTS = kernels_gemm_test kernels_math_test kernels_parallel_test parallel_thread_pool_test \
+             train_test fit_test model_test optimizer_test data_shard_test
 FUZZ_SECONDS ?= 60
 
 test:
@@ -69,6 +71,11 @@ bench:
 	@scripts/setup --bench
 	BACKPROP_MAKE_BENCH=1 /usr/bin/python3 bench/run.py $(BENCH_FLAGS)
 	/usr/bin/python3 bench/mpi_bench.py
+
+SCALING_FLAGS ?=
+bench-scaling:
+	@scripts/setup --bench
+	/usr/bin/python3 bench/scaling.py $(SCALING_FLAGS)
 
 bench-accuracy: build
 	bench/accuracy.sh

@@ -16,8 +16,8 @@ script on the same machine, with the same thread count:
   cli      `backprop train --data DIR` with the same flags (its --log);
   torch    bench/torch_bench.py (a plain PyTorch loop, the one bench/run.py runs);
   sklearn  sklearn.neural_network.MLPClassifier(solver="sgd", momentum=0, alpha=0,
-           max_iter=1 per epoch through partial_fit) on the first --sklearn-rows rows (it is
-           slow); scikit-learn has no sigmoid output or quadratic loss, so for (a) it trains the
+           one epoch per partial_fit call, its BLAS limited to the same threads) on the first
+           --sklearn-rows rows (it is slow); scikit-learn has no sigmoid output or quadratic loss, so for (a) it trains the
            same layers with softmax and log-loss (its only classification output).
 The Python and CLI runs alternate --repeats times and each keeps its best, so that load from
 other processes on the machine hits both alike. Prints a Markdown table (and writes it to
@@ -103,7 +103,8 @@ def ours_cli(cli, net, data_dir, threads, epochs):
 def torch_loop(net, data_dir, threads, epochs):
     r = subprocess.run(["/usr/bin/python3", os.path.join(HERE, "torch_bench.py"), "train", "--net",
                         net, "--threads", str(threads), "--epochs", str(epochs), "--data",
-                        data_dir], capture_output=True, text=True)
+                        data_dir], capture_output=True, text=True,
+                       env=dict(os.environ, OMP_NUM_THREADS=str(threads)))  # as bench/run.py
     if r.returncode != 0:
         return None
     for line in r.stdout.splitlines():
@@ -113,7 +114,7 @@ def torch_loop(net, data_dir, threads, epochs):
     return None
 
 
-def sklearn_mlp(net, x, y, rows, epochs):
+def sklearn_mlp(net, x, y, rows, epochs, threads):
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
     spec = NETS[net]
@@ -124,7 +125,8 @@ def sklearn_mlp(net, x, y, rows, epochs):
                         solver="sgd", learning_rate_init=spec["lr"], batch_size=spec["batch"],
                         momentum=0.0, nesterovs_momentum=False, alpha=0.0, random_state=1)
     best = 0.0
-    with warnings.catch_warnings():
+    from threadpoolctl import threadpool_limits  # its BLAS gets the same thread count
+    with warnings.catch_warnings(), threadpool_limits(threads):
         warnings.simplefilter("ignore", ConvergenceWarning)
         for epoch in range(epochs):
             t0 = time.perf_counter()
@@ -161,7 +163,7 @@ def main():
             cli_best = max(cli_best, ours_cli(cli, net, args.data, args.threads,
                                               args.epochs)["samples_per_second"])
         th = torch_loop(net, args.data, args.threads, args.epochs)
-        sk = sklearn_mlp(net, x, y, min(args.sklearn_rows, x.shape[0]), args.epochs)
+        sk = sklearn_mlp(net, x, y, min(args.sklearn_rows, x.shape[0]), args.epochs, args.threads)
         rows.append({"net": net, "python": py_best, "python_wall": py_wall, "cli": cli_best,
                      "torch": th["samples_per_second"] if th else None,
                      "sklearn": sk["samples_per_second"]})

@@ -10,6 +10,8 @@
 #include <cstring>
 #include <map>
 
+#include "backprop/fit.hpp"
+
 namespace backprop::cli {
 
 ReadLimits DataFlags::limits() const {
@@ -110,25 +112,8 @@ CLI::Validator unsigned_range(std::uint64_t lo, std::uint64_t hi) {
 
 void parse_spec_flags(ModelSpec& spec, const std::string& activation, const std::string& output,
                       const std::string& loss) {
-  spec.hidden = for_flag("--activation", [&] { return parse_activation(activation); });
-  if (!is_hidden_activation(spec.hidden)) {
-    throw Error(ErrorCode::kUsage, "--activation: " + in_quotes(activation) +
-                                       " is an output activation; hidden layers take sigmoid, "
-                                       "tanh, relu, leaky-relu or identity");
-  }
-  spec.output = for_flag("--output", [&] { return parse_activation(output); });
-  if (!is_output_activation(spec.output)) {
-    throw Error(ErrorCode::kUsage, "--output: " + in_quotes(output) +
-                                       " is not an output activation: expected softmax, sigmoid "
-                                       "or identity");
-  }
-  spec.loss = for_flag("--loss", [&] { return parse_loss(loss); });
-  if (!is_valid_output_loss(spec.output, spec.loss)) {
-    throw Error(ErrorCode::kUsage, "--loss " + escape_controls(loss) +
-                                       " needs probabilities: use --output "
-                                       "softmax or sigmoid, or --loss quadratic with --output " +
-                                       output);
-  }
+  parse_spec_names(spec, activation, output, loss,
+                   {.activation = "--activation", .output = "--output", .loss = "--loss"});
 }
 
 void add_csv_flags(CLI::App* cmd, DataFlags& f, bool with_task) {

@@ -48,7 +48,7 @@ int run_eval(const EvalFlags& f) {
   set_num_threads(f.threads);
   ModelFile mf = load_model(f.model, f.data.limits());
   Dataset ds = load_eval_data(f.data, mf.info);
-  Preprocess pre = mf.info.preprocess.shift.empty() ? scale_preprocess(ds) : mf.info.preprocess;
+  Preprocess pre = model_preprocess(mf.info, ds);
   Evaluation ev = evaluate(mf.model, ds, {}, pre);
   const bool classify = mf.info.task == Task::kClassify;
   if (f.json) {

@@ -47,6 +47,7 @@ int run_info(const InfoFlags& f) {
                      {"data_hash", info.data_hash},
                      {"train_examples", info.train_examples}};
     if (spec.hidden == Activation::kLeakyRelu) j["leaky_relu_slope"] = spec.leaky_slope;
+    if (!classify) j["standardized_targets"] = info.preprocess.standardizes_targets();
     std::printf("%s\n", j.dump().c_str());
     return 0;
   }
@@ -70,6 +71,10 @@ int run_info(const InfoFlags& f) {
       std::printf(" %s", info.class_names[i].c_str());
     }
     std::printf("%s)", info.class_names.size() > 20 ? " ..." : "");
+  }
+  if (!classify) {
+    std::printf(" (%zu targets%s)", info.label_columns.size(),
+                info.preprocess.standardizes_targets() ? ", trained standardised" : "");
   }
   std::printf("\ninputs       %zu features%s\n", info.feature_names.size(),
               standardized ? ", standardised" : "");

@@ -27,18 +27,29 @@ std::string csv_field(const std::string& s) {
   return q + "\"";
 }
 
+// Regression outputs in the targets' units (copied into `out` when the targets were standardised);
+// class probabilities and unstandardised outputs as they are.
+ConstMatrixView targets_of(ConstMatrixView a, const Preprocess& pre, Matrix& out) {
+  if (!pre.standardizes_targets()) return a;
+  if (out.rows() < a.rows || out.cols() != a.cols) out = Matrix(a.rows, a.cols);
+  MatrixView o = out.view().rows_range(0, a.rows);
+  for (Index i = 0; i < a.rows; ++i) std::copy(a.row(i), a.row(i) + a.cols, o.row(i));
+  outputs_to_targets(pre, o);
+  return o;
+}
+
 int run_predict(const PredictFlags& f) {
   check_output_path("--output", f.output, {f.input, f.model});
   set_num_threads(f.threads);
   ModelFile mf = load_model(f.model, f.data.limits());
   Dataset ds = load_predict_data(f.input, f.data, mf.info);
-  Preprocess pre = mf.info.preprocess.shift.empty() ? scale_preprocess(ds) : mf.info.preprocess;
+  Preprocess pre = model_preprocess(mf.info, ds);
   const bool classify = mf.info.task == Task::kClassify;
   const Index k = mf.model.n_outputs();
 
   constexpr Index kBatch = 1000;
   std::vector<Index> rows = all_rows(ds);
-  Matrix x(std::min(kBatch, ds.n), ds.n_features);
+  Matrix x(std::min(kBatch, ds.n), ds.n_features), targets;
   if (f.format == "npy") {
     // n × outputs, float32: the class probabilities in the model's class order, or the targets.
     std::vector<float> values;
@@ -48,7 +59,7 @@ int run_predict(const PredictFlags& f) {
       std::span<const Index> chunk(rows.data() + start, static_cast<std::size_t>(b));
       MatrixView xb = x.view().rows_range(0, b);
       gather_batch(ds, chunk, pre, xb, MatrixView());
-      ConstMatrixView a = mf.model.forward(xb);
+      ConstMatrixView a = targets_of(mf.model.forward(xb), pre, targets);
       for (Index i = 0; i < b; ++i) values.insert(values.end(), a.row(i), a.row(i) + k);
     }
     std::vector<std::uint8_t> bytes =
@@ -81,7 +92,7 @@ int run_predict(const PredictFlags& f) {
     std::span<const Index> chunk(rows.data() + start, static_cast<std::size_t>(b));
     MatrixView xb = x.view().rows_range(0, b);
     gather_batch(ds, chunk, pre, xb, MatrixView());
-    ConstMatrixView a = mf.model.forward(xb);
+    ConstMatrixView a = targets_of(mf.model.forward(xb), pre, targets);
     for (Index i = 0; i < b; ++i) {
       const float* ai = a.row(i);
       if (classify) {

@@ -717,7 +717,7 @@ Report make_report(const ReportInput& in) {
         for (std::size_t t = 0; t < r.scatter.size(); ++t) {
           const float y =
               ds.targets[static_cast<std::size_t>(row_i) * static_cast<std::size_t>(k) + t];
-          r.scatter[t].emplace_back(y, ai[t]);
+          r.scatter[t].emplace_back(y, output_to_target(in.pre, static_cast<Index>(t), ai[t]));
         }
       }
     }
@@ -990,7 +990,7 @@ int run_report(const ReportFlags& f) {
       ds = load_eval_data(f.data, mf->info);
       in.data = &*ds;
       in.data_name = "test";
-      in.pre = mf->info.preprocess.shift.empty() ? scale_preprocess(*ds) : mf->info.preprocess;
+      in.pre = model_preprocess(mf->info, *ds);
     }
   }
   write_report(f.output, in);

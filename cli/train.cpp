@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "backprop/checkpoint.hpp"
+#include "backprop/fit.hpp"
 #include "commands.hpp"
 #include "common.hpp"
 #include "kernels/kernels.hpp"
@@ -31,7 +32,7 @@ namespace {
 struct TrainFlags {
   DataFlags data;
   double val_split = 0;
-  bool standardize = false, no_standardize = false;
+  bool standardize = false, no_standardize = false, no_standardize_targets = false;
   std::string layers, hidden = "100";
   std::string activation = "sigmoid", output, loss, init = "auto", init_from;
   double leaky_slope = 0.01;
@@ -191,8 +192,10 @@ std::vector<double> parse_rates(const std::string& flag, const std::string& text
 // Everything that decides the trained weights, as JSON: stored in checkpoints and compared on
 // --resume. Threads, output paths, logging and checkpoint settings are left out (they change
 // nothing in the result).
+// data.standardize_targets appears only when true, so that checkpoints of runs from before target
+// standardisation resume with --no-standardize-targets (and are refused without it).
 nlohmann::json run_config(const TrainFlags& f, const ModelSpec& spec, const OptimizerConfig& oc,
-                          const TrainOptions& o, bool standardize) {
+                          const TrainOptions& o, bool standardize, bool standardize_targets) {
   nlohmann::json s{{"kind", std::string(to_string(o.schedule.kind))},
                    {"warmup", o.schedule.warmup},
                    {"step", o.schedule.step},
@@ -200,40 +203,43 @@ nlohmann::json run_config(const TrainFlags& f, const ModelSpec& spec, const Opti
                    {"min_lr", o.schedule.min_lr},
                    {"plateau_patience", o.schedule.plateau_patience},
                    {"plateau_factor", o.schedule.plateau_factor}};
-  return {{"data",
-           {{"task", f.data.task},
-            {"label_column", f.data.label_column},
-            {"header", f.data.header      ? "yes"
-                       : f.data.no_header ? "no"
-                                          : "auto"},
-            {"val_split", f.val_split},
-            {"standardize", standardize}}},
-          {"model",
-           {{"layers", spec.layers},
-            {"hidden", std::string(to_string(spec.hidden))},
-            {"output", std::string(to_string(spec.output))},
-            {"loss", std::string(to_string(spec.loss))},
-            {"leaky_slope", spec.leaky_slope},
-            {"init", f.init},
-            {"init_from", f.init_from}}},
-          {"optimizer",
-           {{"kind", oc.kind},
-            {"lr", oc.lr.value_or(default_learning_rate(oc.kind))},
-            {"momentum", oc.momentum},
-            {"beta1", oc.beta1},
-            {"beta2", oc.beta2},
-            {"eps", oc.eps},
-            {"weight_decay", oc.weight_decay.value_or(oc.kind == "adamw" ? 1e-2 : 0.0)}}},
-          {"training",
-           {{"epochs", o.epochs},
-            {"batch_size", o.batch_size},
-            {"seed", std::to_string(o.seed)},
-            {"dropout", o.dropout},
-            {"clip_norm", o.clip_norm},
-            {"label_smoothing", o.label_smoothing},
-            {"schedule", s},
-            {"patience", o.patience},
-            {"on_nonfinite", f.on_nonfinite}}}};
+  nlohmann::json config{
+      {"data",
+       {{"task", f.data.task},
+        {"label_column", f.data.label_column},
+        {"header", f.data.header      ? "yes"
+                   : f.data.no_header ? "no"
+                                      : "auto"},
+        {"val_split", f.val_split},
+        {"standardize", standardize}}},
+      {"model",
+       {{"layers", spec.layers},
+        {"hidden", std::string(to_string(spec.hidden))},
+        {"output", std::string(to_string(spec.output))},
+        {"loss", std::string(to_string(spec.loss))},
+        {"leaky_slope", spec.leaky_slope},
+        {"init", f.init},
+        {"init_from", f.init_from}}},
+      {"optimizer",
+       {{"kind", oc.kind},
+        {"lr", oc.lr.value_or(default_learning_rate(oc.kind))},
+        {"momentum", oc.momentum},
+        {"beta1", oc.beta1},
+        {"beta2", oc.beta2},
+        {"eps", oc.eps},
+        {"weight_decay", oc.weight_decay.value_or(oc.kind == "adamw" ? 1e-2 : 0.0)}}},
+      {"training",
+       {{"epochs", o.epochs},
+        {"batch_size", o.batch_size},
+        {"seed", std::to_string(o.seed)},
+        {"dropout", o.dropout},
+        {"clip_norm", o.clip_norm},
+        {"label_smoothing", o.label_smoothing},
+        {"schedule", s},
+        {"patience", o.patience},
+        {"on_nonfinite", f.on_nonfinite}}}};
+  if (standardize_targets) config["data"]["standardize_targets"] = true;
+  return config;
 }
 
 // "optimizer.lr: 0.1 in the checkpoint, 0.2 here" for every leaf that differs.
@@ -274,10 +280,74 @@ std::string sharded_data_hash(MpiGroup& group, const Dataset& ds) {
   return combined_data_hash(parts);
 }
 
-// collective_error: set when the error was raised on every rank at once (a decision the ranks
-// took together), so that each can end normally instead of aborting the job.
-int run_train_on(TrainFlags& f, MpiGroup* group, bool& collective_error) {
-  const bool rank0 = group == nullptr || group->rank() == 0;
+// The flags as the library's FitConfig (widths, activations, init, optimizer, schedule, dropout,
+// split, standardisation), with the flag names for messages. Throws Error(kUsage) naming a flag
+// whose value does not parse.
+FitConfig fit_config(const TrainFlags& f) {
+  FitConfig c;
+  c.names = {.layers = "--layers",
+             .hidden = "--hidden",
+             .activation = "--activation",
+             .output = "--output",
+             .loss = "--loss",
+             .init = "--init",
+             .optimizer = "--optimizer",
+             .val_split = "--val-split"};
+  if (f.layers.empty()) {
+    c.hidden = parse_width_list("--hidden", f.hidden);
+  } else {
+    c.hidden.clear();
+    c.layers = parse_width_list("--layers", f.layers);
+  }
+  c.activation = f.activation;
+  c.output = f.output;
+  c.loss = f.loss;
+  c.leaky_slope = f.leaky_slope;
+  c.init = f.init;
+
+  OptimizerConfig& oc = c.optimizer;
+  oc.kind = f.optimizer;
+  if (f.lr_opt->count() > 0) oc.lr = f.lr;
+  oc.momentum = f.momentum;
+  oc.beta1 = f.beta1;
+  oc.beta2 = f.beta2;
+  oc.eps = f.eps;
+  if (f.wd_opt->count() > 0) oc.weight_decay = f.weight_decay;
+
+  TrainOptions& o = c.train;
+  o.epochs = f.epochs;
+  o.batch_size = f.batch_size;
+  o.seed = f.seed;
+  o.eval_test_each_epoch = f.eval_test_each_epoch;
+  o.schedule.kind = for_flag("--schedule", [&] { return parse_schedule(f.schedule); });
+  o.schedule.warmup = f.warmup;
+  o.schedule.step = f.lr_step;
+  // γ's default depends on the schedule: 0.1 per step, 0.95 per epoch for exponential.
+  o.schedule.gamma = f.gamma_opt->count() > 0
+                         ? f.lr_gamma
+                         : (o.schedule.kind == ScheduleKind::kExponential ? 0.95 : 0.1);
+  o.schedule.min_lr = f.lr_min;
+  o.schedule.plateau_patience = f.plateau_patience;
+  o.schedule.plateau_factor = f.plateau_factor;
+  o.dropout = f.dropout.empty() ? std::vector<double>{} : parse_rates("--dropout", f.dropout);
+  o.clip_norm = f.clip_norm;
+  o.label_smoothing = f.label_smoothing;
+  o.patience = f.patience;
+  o.on_nonfinite =
+      f.on_nonfinite == "skip-batch" ? NonFinitePolicy::kSkipBatch : NonFinitePolicy::kStop;
+  o.checkpoint_every_epochs = f.checkpoint_every;
+  o.checkpoint_every_minutes = f.checkpoint_minutes;
+  o.stop = &g_stop;
+  o.overlap_sums = !f.no_overlap;
+
+  c.val_split = f.val_split;
+  c.standardize = f.standardize ? 1 : f.no_standardize ? 0 : -1;
+  c.standardize_targets = !f.no_standardize_targets;
+  return c;
+}
+
+// Flags that cannot go together: --layers with --hidden, --init-from with any architecture flag.
+void check_architecture_flags(const TrainFlags& f) {
   if (!f.layers.empty() && f.hidden_opt->count() > 0) {
     throw Error(ErrorCode::kUsage, "give either --layers or --hidden, not both");
   }
@@ -288,95 +358,229 @@ int run_train_on(TrainFlags& f, MpiGroup* group, bool& collective_error) {
                 "--init-from takes the architecture from its file: drop --layers, --hidden, "
                 "--activation, --output and --loss");
   }
-  // Everything that can be checked without data is checked first.
-  std::vector<Index> widths =
-      f.layers.empty() ? std::vector<Index>{} : parse_width_list("--layers", f.layers);
-  std::vector<Index> hidden =
-      f.layers.empty() ? parse_width_list("--hidden", f.hidden) : std::vector<Index>{};
-  if (!f.layers.empty() && widths.size() < 2) {
-    throw Error(ErrorCode::kUsage, "--layers needs at least the input and output widths");
-  }
-  const bool regress = f.data.task == "regress";
-  ModelSpec spec;
-  // Defaults follow the task and each other: cross-entropy pairs with softmax; the quadratic loss
-  // with a sigmoid output (the derivation's network) or, for regression, an identity output.
-  const std::string loss = f.loss.empty() ? (regress ? "quadratic" : "cross-entropy") : f.loss;
-  const std::string output = !f.output.empty()     ? f.output
-                             : regress             ? "identity"
-                             : loss == "quadratic" ? "sigmoid"
-                                                   : "softmax";
-  parse_spec_flags(spec, f.activation, output, loss);
-  spec.leaky_slope = f.leaky_slope;
-  Init init = f.init == "auto" ? default_init(spec.hidden)
-                               : for_flag("--init", [&] { return parse_init(f.init); });
+}
 
-  OptimizerConfig oc;
-  oc.kind = f.optimizer;
-  if (f.lr_opt->count() > 0) oc.lr = f.lr;
-  oc.momentum = f.momentum;
-  oc.beta1 = f.beta1;
-  oc.beta2 = f.beta2;
-  oc.eps = f.eps;
-  if (f.wd_opt->count() > 0) oc.weight_decay = f.weight_decay;
-  std::unique_ptr<Optimizer> optimizer =
-      for_flag("--optimizer", [&] { return make_optimizer(oc); });
+// The files and folder this process writes (empty: none).
+struct Outputs {
+  std::string save, log, report, checkpoint_dir;
+};
 
-  TrainOptions options;
-  options.epochs = f.epochs;
-  options.batch_size = f.batch_size;
-  options.seed = f.seed;
-  options.eval_test_each_epoch = f.eval_test_each_epoch;
-  options.schedule.kind = for_flag("--schedule", [&] { return parse_schedule(f.schedule); });
-  options.schedule.warmup = f.warmup;
-  options.schedule.step = f.lr_step;
-  // γ's default depends on the schedule: 0.1 per step, 0.95 per epoch for exponential.
-  options.schedule.gamma = f.gamma_opt->count() > 0
-                               ? f.lr_gamma
-                               : (options.schedule.kind == ScheduleKind::kExponential ? 0.95 : 0.1);
-  options.schedule.min_lr = f.lr_min;
-  options.schedule.plateau_patience = f.plateau_patience;
-  options.schedule.plateau_factor = f.plateau_factor;
-  options.dropout = f.dropout.empty() ? std::vector<double>{} : parse_rates("--dropout", f.dropout);
-  options.clip_norm = f.clip_norm;
-  options.label_smoothing = f.label_smoothing;
-  options.patience = f.patience;
-  options.on_nonfinite =
-      f.on_nonfinite == "skip-batch" ? NonFinitePolicy::kSkipBatch : NonFinitePolicy::kStop;
-  options.checkpoint_every_epochs = f.checkpoint_every;
-  options.checkpoint_every_minutes = f.checkpoint_minutes;
-  options.stop = &g_stop;
-  options.overlap_sums = !f.no_overlap;
-
-  std::string save = f.no_save ? "" : f.save;
-  const std::string checkpoint_dir = !f.checkpoint_dir.empty() ? f.checkpoint_dir : f.resume;
-  check_output_path("--save", save, {});
-  check_output_path("--log", f.log, {});
-  check_output_path("--report", f.report, {});
-  if (!save.empty() && save == f.log) {
+// Before any data is read: every output path can be written and names another file, the
+// checkpoint folders exist (--checkpoint-dir is made), and --report is not asked of a sharded
+// run. Only rank 0 writes: the other ranks get empty paths (checkpoints are rank 0's too).
+Outputs check_outputs(const TrainFlags& f, bool sharded, bool rank0) {
+  Outputs out{f.no_save ? "" : f.save, f.log, f.report,
+              !f.checkpoint_dir.empty() ? f.checkpoint_dir : f.resume};
+  check_output_path("--save", out.save, {});
+  check_output_path("--log", out.log, {});
+  check_output_path("--report", out.report, {});
+  if (!out.save.empty() && out.save == out.log) {
     throw Error(ErrorCode::kUsage, "--save and --log name the same file");
   }
-  if (!f.report.empty() && (f.report == save || f.report == f.log)) {
+  if (!out.report.empty() && (out.report == out.save || out.report == out.log)) {
     throw Error(ErrorCode::kUsage, "--report names the same file as --save or --log");
   }
   // Sharded, no rank holds the whole data the report's confusion matrix and examples come from.
+  if (sharded && !out.report.empty()) {
+    throw Error(ErrorCode::kUsage,
+                "--report needs the whole data on one rank, and --shard-data splits it: write "
+                "--log and --save, then run backprop report --log LOG --model MODEL --test FILE");
+  }
+  if (!f.resume.empty()) check_directory("--resume", f.resume, false);
+  if (!out.checkpoint_dir.empty()) check_directory("--checkpoint-dir", out.checkpoint_dir, true);
+  if (!rank0) {
+    out.save.clear();
+    out.log.clear();
+    out.report.clear();
+  }
+  return out;
+}
+
+// After the data is read: no output is one of its files.
+void check_outputs_are_not_inputs(const Outputs& out, const std::vector<std::string>& inputs) {
+  check_output_path("--save", out.save, inputs);
+  check_output_path("--log", out.log, inputs);
+  check_output_path("--report", out.report, inputs);
+}
+
+// --init-from's architecture, which must map the data's features to its outputs.
+ModelSpec init_from_spec(const std::string& path, const ModelFile& from, const Dataset& ds) {
+  const ModelSpec& spec = from.model.spec();
+  if (spec.layers.front() != ds.n_features || spec.layers.back() != ds.n_outputs()) {
+    throw Error(ErrorCode::kData, path + ": the model maps " + std::to_string(spec.layers.front()) +
+                                      " inputs to " + std::to_string(spec.layers.back()) +
+                                      " outputs, but " + ds.source + " has " +
+                                      std::to_string(ds.n_features) + " features and " +
+                                      std::to_string(ds.n_outputs()) + " outputs");
+  }
+  return spec;
+}
+
+// --resume: the newest valid checkpoint of the folder, refused if made with another
+// configuration (`config`, run_config's text).
+Checkpoint resume_checkpoint(const TrainFlags& f, const std::string& config) {
+  std::vector<std::string> skipped;
+  Checkpoint ckpt = find_checkpoint(f.resume, f.data.limits(), &skipped);
+  for (const std::string& s : skipped) {
+    std::fprintf(stderr, "backprop train: warning: %s; falling back to an older checkpoint\n",
+                 s.c_str());
+  }
+  std::vector<std::string> diffs;
+  diff_configs(nlohmann::json::parse(ckpt.config), nlohmann::json::parse(config), "", diffs);
+  if (!diffs.empty()) {
+    std::string list;
+    for (std::size_t i = 0; i < diffs.size() && i < 4; ++i) {
+      if (i) list += "; ";
+      list += diffs[i];
+    }
+    if (diffs.size() > 4) list += "; and " + std::to_string(diffs.size() - 4) + " more";
+    throw Error(ErrorCode::kUsage, "--resume " + f.resume + ": " + ckpt.path +
+                                       " was made with another configuration: " + list);
+  }
+  return ckpt;
+}
+
+// The checkpoint's data and optimizer must be this run's; then its weights and optimizer state
+// replace the fresh ones.
+void restore_checkpoint(const TrainFlags& f, const Checkpoint& ckpt, const std::string& data_hash,
+                        MpiGroup* group, bool sharded, Model& model, Optimizer& optimizer) {
+  if (ckpt.data_hash != data_hash) {
+    // A sharded run's data hash is that of its N parts (combined_data_hash).
+    const std::string hint =
+        group != nullptr
+            ? "; if the checkpoint's run used --shard-data, resume with it and the same number "
+              "of ranks (here " +
+                  std::to_string(group->size()) + (sharded ? ", sharded)" : ", not sharded)")
+            : "";
+    throw Error(ErrorCode::kData, "--resume " + f.resume + ": " + ckpt.path +
+                                      " was trained on other data (" + ckpt.data_hash +
+                                      ", this data is " + data_hash + ")" + hint);
+  }
+  if (ckpt.optimizer != optimizer.name()) {
+    throw Error(ErrorCode::kUsage, "--resume: the checkpoint's optimizer is " + ckpt.optimizer +
+                                       ", this run's " + std::string(optimizer.name()));
+  }
+  std::copy(ckpt.model.model.params().begin(), ckpt.model.model.params().end(),
+            model.params().begin());
+  optimizer.set_state(ckpt.optimizer_state, model.params().size());
+}
+
+// Before the first sum: every rank must be running the same command on the same data, from the
+// same checkpoint. Sharded, each rank holds other rows: it compares what it knows of the whole
+// (the row counts, the features, the classes). A difference is raised on every rank at once.
+void check_ranks_agree(MpiGroup& group, const std::string& config, const Checkpoint* ckpt,
+                       bool sharded, const TrainingData& td, const std::string& data_hash,
+                       bool& collective_error) {
+  const Dataset& ds = td.train;
+  std::string what = config + "\n" + (ckpt ? ckpt->path : std::string()) + "\n";
+  if (sharded) {
+    what += std::to_string(ds.whole_rows()) + " " + std::to_string(ds.n_features) + " " +
+            (td.test ? std::to_string(td.test->whole_rows()) : std::string("-"));
+    for (const std::string& c : ds.class_names) what += "\n" + c;
+  } else {
+    what += data_hash;
+  }
+  const std::vector<std::uint64_t> all = group.gather(fingerprint(what));
+  for (int r = 1; r < group.size(); ++r) {
+    if (all[static_cast<std::size_t>(r)] != all[0]) {
+      collective_error = true;
+      throw Error(ErrorCode::kUsage,
+                  "rank " + std::to_string(r) + " of " + std::to_string(group.size()) +
+                      " has another configuration, data or checkpoint than rank 0: every "
+                      "rank must run the same command on the same files");
+    }
+  }
+}
+
+// The data, model and training lines above the epoch table.
+void print_header(const TrainFlags& f, const TrainingData& td, Index train_rows, Index val_rows,
+                  const MpiGroup* sharded_over, const ModelSpec& spec, const ModelInfo& info,
+                  const Optimizer& optimizer, const Checkpoint* ckpt) {
+  const Dataset& ds = td.train;
+  std::printf("data    %s: %s examples (%s for training, %s held out)%s%s\n", ds.source.c_str(),
+              format_thousands(static_cast<double>(ds.whole_rows())).c_str(),
+              format_thousands(static_cast<double>(train_rows)).c_str(),
+              format_thousands(static_cast<double>(val_rows)).c_str(),
+              td.test ? (", test " + td.test->source + ": " +
+                         format_thousands(static_cast<double>(td.test->whole_rows())) + " examples")
+                            .c_str()
+                      : "",
+              sharded_over != nullptr
+                  ? (", sharded over " + std::to_string(sharded_over->size()) + " ranks").c_str()
+                  : "");
+  std::printf("model   %s, %s hidden, %s output, %s loss, %s parameters, init %s\n",
+              format_layers(spec.layers).c_str(), std::string(to_string(spec.hidden)).c_str(),
+              std::string(to_string(spec.output)).c_str(),
+              std::string(to_string(spec.loss)).c_str(),
+              format_thousands(static_cast<double>(spec.n_params())).c_str(), info.init.c_str());
+  std::printf("train   %s lr %g, batch %lld, %d epochs, seed %llu, %d threads, %s kernels\n",
+              std::string(optimizer.name()).c_str(), optimizer.learning_rate(),
+              static_cast<long long>(f.batch_size), f.epochs,
+              static_cast<unsigned long long>(f.seed), num_threads(), kernels::active().name);
+  if (ckpt) {
+    std::printf("resume  %s: epoch %d, batch %lld\n", ckpt->path.c_str(), ckpt->state.epoch,
+                static_cast<long long>(ckpt->state.batch));
+  }
+  std::fflush(stdout);
+}
+
+// After training: early stopping, the final figure (test, else validation, else the last epoch's
+// running figure), and the training time.
+void print_summary(const TrainOptions& options, const std::vector<EpochStats>& history,
+                   const Metrics* test, const Metrics* val, Task task) {
+  const EpochStats& last = history.back();
+  if (options.patience > 0 && static_cast<int>(history.size()) < options.epochs) {
+    std::printf("stopped early after epoch %d: no better validation loss for %d epochs\n",
+                last.epoch, options.patience);
+  }
+  if (options.patience > 0) {
+    int best = 0;
+    for (const EpochStats& s : history) best = s.best ? s.epoch : best;
+    if (best > 0) std::printf("restored the weights of epoch %d (best validation loss)\n", best);
+  }
+  const bool classify = task == Task::kClassify;
+  if (test != nullptr) {
+    std::printf(
+        "test %s %s, loss %s (%s examples)\n", classify ? "accuracy" : "rmse",
+        classify ? format_percent(test->accuracy).c_str() : format_fixed(test->rmse, 4).c_str(),
+        format_fixed(test->loss, 4).c_str(),
+        format_thousands(static_cast<double>(test->n)).c_str());
+  } else if (val != nullptr) {
+    std::printf(
+        "validation %s %s (%s examples)\n", classify ? "accuracy" : "rmse",
+        classify ? format_percent(val->accuracy).c_str() : format_fixed(val->rmse, 4).c_str(),
+        format_thousands(static_cast<double>(val->n)).c_str());
+  } else {
+    std::printf("train %s %s (running, last epoch)\n", classify ? "accuracy" : "rmse",
+                classify ? format_percent(last.train.accuracy).c_str()
+                         : format_fixed(last.train.rmse, 4).c_str());
+  }
+}
+
+double total_seconds(const std::vector<EpochStats>& history) {
+  double total = 0;
+  for (const auto& s : history) total += s.seconds;
+  return total;
+}
+
+// collective_error: set when the error was raised on every rank at once (a decision the ranks
+// took together), so that each can end normally instead of aborting the job.
+int run_train_on(TrainFlags& f, MpiGroup* group, bool& collective_error) {
+  const bool rank0 = group == nullptr || group->rank() == 0;
+  // Everything that can be checked without data is checked first.
+  check_architecture_flags(f);
+  const FitConfig config = fit_config(f);
+  check_fit_config(config, f.data.task == "regress" ? Task::kRegress : Task::kClassify);
+  std::unique_ptr<Optimizer> optimizer = make_optimizer(config.optimizer);
+  TrainOptions options = config.train;
+
   const bool sharded = f.shard_data && group != nullptr;
   if (f.shard_data && group == nullptr && !f.quiet) {
     std::fprintf(stderr,
                  "backprop train: warning: --shard-data has no effect without mpirun (one "
                  "process reads all the data)\n");
   }
-  if (sharded && !f.report.empty()) {
-    throw Error(ErrorCode::kUsage,
-                "--report needs the whole data on one rank, and --shard-data splits it: write "
-                "--log and --save, then run backprop report --log LOG --model MODEL --test FILE");
-  }
-  if (!f.resume.empty()) check_directory("--resume", f.resume, false);
-  if (!checkpoint_dir.empty()) check_directory("--checkpoint-dir", checkpoint_dir, true);
-  if (!rank0) {  // only rank 0 writes files
-    save.clear();
-    f.log.clear();
-    f.report.clear();
-  }
+  const Outputs out = check_outputs(f, sharded, rank0);
   // Under mpirun, the default shares this machine's cores among its ranks.
   set_num_threads(
       f.threads == 0 && group != nullptr
@@ -385,138 +589,52 @@ int run_train_on(TrainFlags& f, MpiGroup* group, bool& collective_error) {
 
   // --init-from: the architecture, weights, classes and preprocessing of a model file.
   std::optional<ModelFile> from;
-  if (!f.init_from.empty()) {
-    from = load_model(f.init_from, f.data.limits());
-    spec = from->model.spec();
-  }
+  if (!f.init_from.empty()) from = load_model(f.init_from, f.data.limits());
 
   const Shard shard = sharded ? Shard{group->rank(), group->size()} : Shard{};
   TrainingData td = load_training_data(f.data, shard);
-  check_output_path("--save", save, td.inputs);
-  check_output_path("--log", f.log, td.inputs);
-  check_output_path("--report", f.report, td.inputs);
+  check_outputs_are_not_inputs(out, td.inputs);
   Dataset& ds = td.train;
   if (from && ds.task == Task::kClassify && !from->info.class_names.empty()) {
     align_classes(ds, from->info.class_names);
     if (td.test) align_classes(*td.test, from->info.class_names);
   }
-  if (from) {
-    if (spec.layers.front() != ds.n_features || spec.layers.back() != ds.n_outputs()) {
-      throw Error(ErrorCode::kData,
-                  f.init_from + ": the model maps " + std::to_string(spec.layers.front()) +
-                      " inputs to " + std::to_string(spec.layers.back()) + " outputs, but " +
-                      ds.source + " has " + std::to_string(ds.n_features) + " features and " +
-                      std::to_string(ds.n_outputs()) + " outputs");
-    }
-  } else if (!widths.empty()) {
-    if (widths.front() != ds.n_features) {
-      throw Error(ErrorCode::kData, "--layers starts with " + std::to_string(widths.front()) +
-                                        ", but " + ds.source + " has " +
-                                        std::to_string(ds.n_features) + " features");
-    }
-    if (widths.back() != ds.n_outputs()) {
-      throw Error(ErrorCode::kData, "--layers ends with " + std::to_string(widths.back()) +
-                                        ", but " + ds.source + " has " +
-                                        std::to_string(ds.n_outputs()) +
-                                        (ds.task == Task::kClassify ? " classes" : " targets"));
-    }
-    spec.layers = widths;
-  } else {
-    spec.layers.push_back(ds.n_features);
-    spec.layers.insert(spec.layers.end(), hidden.begin(), hidden.end());
-    spec.layers.push_back(ds.n_outputs());
-  }
-
+  const ModelSpec spec = from ? init_from_spec(f.init_from, *from, ds) : fit_spec(config, ds);
   // Sharded: each rank splits its own part (the loop checks that some rank has training rows).
-  Split split = split_validation(ds, f.val_split, f.seed);
-  if (split.train.empty() && !sharded) {
-    throw Error(ErrorCode::kData, "--val-split leaves no training rows");
+  const Split split = fit_split(config, ds, sharded);
+  const bool standardize = fit_standardizes(config, ds);
+
+  Model model(spec);
+  const Init init = fit_init(config, spec.hidden);
+  if (from) {
+    std::copy(from->model.params().begin(), from->model.params().end(), model.params().begin());
+  } else {
+    model.init(init, f.seed);
   }
-  // CSV columns come in any units: standardise them unless told not to. IDX images are scaled
-  // to [0, 1] and left at that unless asked.
-  bool standardize = f.standardize || (!f.no_standardize && ds.format == DataFormat::kCsv);
+  ModelInfo info =
+      fit_info(config, ds, from ? "from " + f.init_from : std::string(to_string(init)));
+  const std::string run = run_config(f, spec, config.optimizer, options, standardize,
+                                     ds.task == Task::kRegress && config.standardize_targets)
+                              .dump();
+  std::optional<Checkpoint> ckpt;
+  if (!f.resume.empty()) ckpt = resume_checkpoint(f, run);
+
+  // The data's identity (sharded: from every rank's part, after the ranks have agreed).
+  if (!sharded) info.data_hash = data_hash(ds);
+  if (group != nullptr) {
+    options.collective = group;
+    check_ranks_agree(*group, run, ckpt ? &*ckpt : nullptr, sharded, td, info.data_hash,
+                      collective_error);
+  }
+  if (sharded) info.data_hash = sharded_data_hash(*group, ds);
+
   TrainData data;
   data.data = &ds;
   data.train_rows = split.train;
   data.val_rows = split.val;
   data.test = td.test ? &*td.test : nullptr;
   data.sharded = sharded;
-
-  Model model(spec);
-  if (from) {
-    std::copy(from->model.params().begin(), from->model.params().end(), model.params().begin());
-  } else {
-    model.init(init, f.seed);
-  }
-
-  ModelInfo info;
-  info.task = ds.task;
-  info.class_names = ds.class_names;
-  info.feature_names = ds.feature_names;
-  info.label_columns = ds.label_columns;
-  info.sample_shape = ds.sample_shape;
-  info.seed = f.seed;
-  info.init = from ? "from " + f.init_from : std::string(to_string(init));
-  const std::string config = run_config(f, spec, oc, options, standardize).dump();
-
-  // --resume: the newest valid checkpoint of the directory, refused if it belongs to another run.
-  std::optional<Checkpoint> ckpt;
-  if (!f.resume.empty()) {
-    std::vector<std::string> skipped;
-    ckpt = find_checkpoint(f.resume, f.data.limits(), &skipped);
-    for (const std::string& s : skipped) {
-      std::fprintf(stderr, "backprop train: warning: %s; falling back to an older checkpoint\n",
-                   s.c_str());
-    }
-    std::vector<std::string> diffs;
-    diff_configs(nlohmann::json::parse(ckpt->config), nlohmann::json::parse(config), "", diffs);
-    if (!diffs.empty()) {
-      std::string list;
-      for (std::size_t i = 0; i < diffs.size() && i < 4; ++i) {
-        if (i) list += "; ";
-        list += diffs[i];
-      }
-      if (diffs.size() > 4) list += "; and " + std::to_string(diffs.size() - 4) + " more";
-      throw Error(ErrorCode::kUsage, "--resume " + f.resume + ": " + ckpt->path +
-                                         " was made with another configuration: " + list);
-    }
-  }
-
-  // The data's identity (sharded: computed below, from every rank's part).
-  if (!sharded) info.data_hash = data_hash(ds);
-  if (group != nullptr) {
-    // Before the first sum: every rank must be running the same command on the same data, from
-    // the same checkpoint. Sharded, each rank holds other rows: it compares what it knows of the
-    // whole (the row counts, the features, the classes).
-    options.collective = group;
-    std::string what = config + "\n" + (ckpt ? ckpt->path : std::string()) + "\n";
-    if (sharded) {
-      what += std::to_string(ds.whole_rows()) + " " + std::to_string(ds.n_features) + " " +
-              (td.test ? std::to_string(td.test->whole_rows()) : std::string("-"));
-      for (const std::string& c : ds.class_names) what += "\n" + c;
-    } else {
-      what += info.data_hash;
-    }
-    const std::vector<std::uint64_t> all = group->gather(fingerprint(what));
-    for (int r = 1; r < group->size(); ++r) {
-      if (all[static_cast<std::size_t>(r)] != all[0]) {
-        collective_error = true;
-        throw Error(ErrorCode::kUsage,
-                    "rank " + std::to_string(r) + " of " + std::to_string(group->size()) +
-                        " has another configuration, data or checkpoint than rank 0: every "
-                        "rank must run the same command on the same files");
-      }
-    }
-  }
-
-  // The sharded data's identity, and the preprocessing; sharded, over every rank's part.
-  if (sharded) info.data_hash = sharded_data_hash(*group, ds);
-  if (standardize) {
-    data.pre = sharded ? standardize_preprocess_sharded(ds, split.train, *group)
-                       : standardize_preprocess(ds, split.train);
-  } else {
-    data.pre = scale_preprocess(ds);
-  }
+  data.pre = fit_preprocess(config, ds, split.train, sharded ? group : nullptr);
   if (from && !from->info.preprocess.shift.empty()) data.pre = from->info.preprocess;
   info.preprocess = data.pre;
   // Row counts of the whole run (sharded: summed over the ranks).
@@ -525,65 +643,20 @@ int run_train_on(TrainFlags& f, MpiGroup* group, bool& collective_error) {
   if (sharded) group->sum(counts);
   const auto train_rows = static_cast<Index>(counts[0]), val_rows = static_cast<Index>(counts[1]);
   info.train_examples = train_rows;
-
-  if (ckpt) {
-    if (ckpt->data_hash != info.data_hash) {
-      // A sharded run's data hash is that of its N parts (combined_data_hash).
-      const std::string hint =
-          group != nullptr
-              ? "; if the checkpoint's run used --shard-data, resume with it and the same number "
-                "of ranks (here " +
-                    std::to_string(group->size()) + (sharded ? ", sharded)" : ", not sharded)")
-              : "";
-      throw Error(ErrorCode::kData, "--resume " + f.resume + ": " + ckpt->path +
-                                        " was trained on other data (" + ckpt->data_hash +
-                                        ", this data is " + info.data_hash + ")" + hint);
-    }
-    if (ckpt->optimizer != optimizer->name()) {
-      throw Error(ErrorCode::kUsage, "--resume: the checkpoint's optimizer is " + ckpt->optimizer +
-                                         ", this run's " + std::string(optimizer->name()));
-    }
-    std::copy(ckpt->model.model.params().begin(), ckpt->model.model.params().end(),
-              model.params().begin());
-    optimizer->set_state(ckpt->optimizer_state, model.params().size());
-  }
+  if (ckpt) restore_checkpoint(f, *ckpt, info.data_hash, group, sharded, model, *optimizer);
 
   if (!f.quiet) {
-    std::string arch = format_layers(spec.layers);
-    std::printf(
-        "data    %s: %s examples (%s for training, %s held out)%s%s\n", ds.source.c_str(),
-        format_thousands(static_cast<double>(ds.whole_rows())).c_str(),
-        format_thousands(static_cast<double>(train_rows)).c_str(),
-        format_thousands(static_cast<double>(val_rows)).c_str(),
-        td.test ? (", test " + td.test->source + ": " +
-                   format_thousands(static_cast<double>(td.test->whole_rows())) + " examples")
-                      .c_str()
-                : "",
-        sharded ? (", sharded over " + std::to_string(group->size()) + " ranks").c_str() : "");
-    std::printf("model   %s, %s hidden, %s output, %s loss, %s parameters, init %s\n", arch.c_str(),
-                std::string(to_string(spec.hidden)).c_str(),
-                std::string(to_string(spec.output)).c_str(),
-                std::string(to_string(spec.loss)).c_str(),
-                format_thousands(static_cast<double>(spec.n_params())).c_str(), info.init.c_str());
-    std::printf("train   %s lr %g, batch %lld, %d epochs, seed %llu, %d threads, %s kernels\n",
-                std::string(optimizer->name()).c_str(), optimizer->learning_rate(),
-                static_cast<long long>(f.batch_size), f.epochs,
-                static_cast<unsigned long long>(f.seed), num_threads(), kernels::active().name);
-    if (ckpt) {
-      std::printf("resume  %s: epoch %d, batch %lld\n", ckpt->path.c_str(), ckpt->state.epoch,
-                  static_cast<long long>(ckpt->state.batch));
-    }
-    std::fflush(stdout);
+    print_header(f, td, train_rows, val_rows, sharded ? group : nullptr, spec, info, *optimizer,
+                 ckpt ? &*ckpt : nullptr);
   }
-
   EpochTable table(ds.task, val_rows > 0, td.test && f.eval_test_each_epoch);
   if (!f.quiet) table.header();
   ProgressBar bar;
   std::string log_text;
   auto log_epoch = [&](const EpochStats& s) {
-    if (f.log.empty()) return;
+    if (out.log.empty()) return;
     log_text += epoch_log(s, ds.task).dump() + "\n";
-    write_output(f.log, log_text);  // rewritten whole each epoch: always complete on disk
+    write_output(out.log, log_text);  // rewritten whole each epoch: always complete on disk
   };
   if (ckpt) {  // the epochs before the resume, as they were
     for (const EpochStats& s : ckpt->state.history) {
@@ -599,8 +672,8 @@ int run_train_on(TrainFlags& f, MpiGroup* group, bool& collective_error) {
     log_epoch(s);
   };
   std::optional<CheckpointWriter> writer;
-  if (!checkpoint_dir.empty() && rank0) {
-    writer.emplace(checkpoint_dir, f.keep, config, info.data_hash, info);
+  if (!out.checkpoint_dir.empty() && rank0) {
+    writer.emplace(out.checkpoint_dir, f.keep, run, info.data_hash, info);
     callbacks.checkpoint = [&](const Model& m, const Optimizer& o, const TrainState& st) {
       return writer->write(m, o, st);
     };
@@ -628,65 +701,36 @@ int run_train_on(TrainFlags& f, MpiGroup* group, bool& collective_error) {
           stderr, "backprop train: %s by %s; %s\n", e.what(), sig == SIGTERM ? "SIGTERM" : "SIGINT",
           last_checkpoint.empty()
               ? "no checkpoint (no --checkpoint-dir)"
-              : ("checkpoint " + last_checkpoint + "; continue with --resume " + checkpoint_dir)
+              : ("checkpoint " + last_checkpoint + "; continue with --resume " + out.checkpoint_dir)
                     .c_str());
     return 128 + (sig == SIGTERM ? SIGTERM : SIGINT);
   }
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
 
-  const EpochStats& last = history.back();
-  if (options.patience > 0 && static_cast<int>(history.size()) < options.epochs) {
-    std::printf("stopped early after epoch %d: no better validation loss for %d epochs\n",
-                last.epoch, options.patience);
-  }
-  if (options.patience > 0) {
-    int best = 0;
-    for (const EpochStats& s : history) best = s.best ? s.epoch : best;
-    if (best > 0) std::printf("restored the weights of epoch %d (best validation loss)\n", best);
-  }
+  // The final model (with early stopping: the best epoch's) on the test set, else on the
+  // validation rows.
+  std::optional<Metrics> test, val;
   if (td.test) {
-    // The final model (with early stopping: the best epoch's) on the test set.
-    const Metrics t =
-        sharded ? evaluate_sharded(model, *td.test, all_rows(*td.test), data.pre, *group).metrics
-                : evaluate(model, *td.test, {}, data.pre).metrics;
-    if (ds.task == Task::kClassify) {
-      std::printf("test accuracy %s, loss %s (%s examples)\n", format_percent(t.accuracy).c_str(),
-                  format_fixed(t.loss, 4).c_str(),
-                  format_thousands(static_cast<double>(t.n)).c_str());
-    } else {
-      std::printf("test rmse %s, loss %s (%s examples)\n", format_fixed(t.rmse, 4).c_str(),
-                  format_fixed(t.loss, 4).c_str(),
-                  format_thousands(static_cast<double>(t.n)).c_str());
-    }
+    test = sharded ? evaluate_sharded(model, *td.test, all_rows(*td.test), data.pre, *group).metrics
+                   : evaluate(model, *td.test, {}, data.pre).metrics;
   } else if (val_rows > 0) {
-    const Metrics v = sharded ? evaluate_sharded(model, ds, split.val, data.pre, *group).metrics
-                              : evaluate(model, ds, split.val, data.pre).metrics;
-    std::printf("validation %s %s (%s examples)\n",
-                ds.task == Task::kClassify ? "accuracy" : "rmse",
-                ds.task == Task::kClassify ? format_percent(v.accuracy).c_str()
-                                           : format_fixed(v.rmse, 4).c_str(),
-                format_thousands(static_cast<double>(v.n)).c_str());
-  } else {
-    std::printf("train %s %s (running, last epoch)\n",
-                ds.task == Task::kClassify ? "accuracy" : "rmse",
-                ds.task == Task::kClassify ? format_percent(last.train.accuracy).c_str()
-                                           : format_fixed(last.train.rmse, 4).c_str());
+    val = sharded ? evaluate_sharded(model, ds, split.val, data.pre, *group).metrics
+                  : evaluate(model, ds, split.val, data.pre).metrics;
   }
-  double total_seconds = 0;
-  for (const auto& s : history) total_seconds += s.seconds;
-  if (!save.empty()) {
-    save_model(save, model, info);
-    std::printf("saved %s (training took %.1f s)\n", save.c_str(), total_seconds);
+  print_summary(options, history, test ? &*test : nullptr, val ? &*val : nullptr, ds.task);
+  if (!out.save.empty()) {
+    save_model(out.save, model, info);
+    std::printf("saved %s (training took %.1f s)\n", out.save.c_str(), total_seconds(history));
   } else {
-    std::printf("training took %.1f s; model not saved\n", total_seconds);
+    std::printf("training took %.1f s; model not saved\n", total_seconds(history));
   }
-  if (!f.report.empty()) {
+  if (!out.report.empty()) {
     std::vector<nlohmann::json> epochs;
     for (const EpochStats& s : history) epochs.push_back(epoch_log(s, ds.task));
-    write_train_report(f.report, epochs, model, info, save, ds, split.val,
+    write_train_report(out.report, epochs, model, info, out.save, ds, split.val,
                        td.test ? &*td.test : nullptr, data.pre);
-    std::printf("report %s\n", f.report.c_str());
+    std::printf("report %s\n", out.report.c_str());
   }
   std::fflush(stdout);
   return 0;
@@ -746,6 +790,9 @@ Run add_train(CLI::App& app) {
   auto* ns = cmd->add_flag("--no-standardize", f->no_standardize,
                            "use features as they are (IDX images are still scaled to [0, 1])");
   s->excludes(ns);
+  cmd->add_flag("--no-standardize-targets", f->no_standardize_targets,
+                "regression: train on the targets as they are (default: each target "
+                "standardised from the training rows, outputs given in the targets' units)");
 
   f->layers_opt =
       cmd->add_option("--layers", f->layers, "all widths, inputs to outputs: 784,30,10");

@@ -17,7 +17,10 @@ namespace backprop {
 
 Preprocess scale_preprocess(const Dataset& ds) {
   auto n = static_cast<std::size_t>(ds.n_features);
-  return {std::vector<float>(n, 0.0f), std::vector<float>(n, ds.value_scale)};
+  Preprocess p;
+  p.shift.assign(n, 0.0f);
+  p.scale.assign(n, ds.value_scale);
+  return p;
 }
 
 namespace {
@@ -66,6 +69,66 @@ Preprocess standardize(const Dataset& ds, std::span<const Index> rows, Collectiv
 
 }  // namespace
 
+namespace {
+
+// Per target: mean and population standard deviation over `rows` (with ranks: every rank's rows),
+// in double, two passes, as for the features.
+void standardize_targets(Preprocess& pre, const Dataset& ds, std::span<const Index> rows,
+                         Collective* ranks) {
+  BACKPROP_ASSERT(ds.task == Task::kRegress);
+  const auto k = static_cast<std::size_t>(ds.n_targets());
+  auto target = [&](Index r, std::size_t t) {
+    return static_cast<double>(ds.targets[static_cast<std::size_t>(r) * k + t]);
+  };
+  std::vector<double> sums(k + 1, 0.0);  // Σy per target, then the row count
+  for (std::size_t t = 0; t < k; ++t) {
+    for (Index r : rows) sums[t] += target(r, t);
+  }
+  sums[k] = static_cast<double>(rows.size());
+  if (ranks != nullptr) ranks->sum(sums);
+  const double n = sums[k];
+  pre.target_shift.assign(k, 0.0f);
+  pre.target_scale.assign(k, 1.0f);
+  if (n == 0) return;
+  std::vector<double> mean(k), ss(k, 0.0);
+  for (std::size_t t = 0; t < k; ++t) {
+    mean[t] = sums[t] / n;
+    for (Index r : rows) {
+      const double d = target(r, t) - mean[t];
+      ss[t] += d * d;
+    }
+  }
+  if (ranks != nullptr) ranks->sum(ss);
+  for (std::size_t t = 0; t < k; ++t) {
+    const double sd = std::sqrt(ss[t] / n);
+    pre.target_shift[t] = static_cast<float>(mean[t]);
+    // A (numerically) constant target has no spread to divide by: centre it, keep its units.
+    if (sd > 1e-6 * (std::abs(mean[t]) + 1e-30) && std::isfinite(1.0 / sd)) {
+      pre.target_scale[t] = static_cast<float>(sd);
+    }
+  }
+}
+
+}  // namespace
+
+void standardize_targets(Preprocess& pre, const Dataset& ds, std::span<const Index> rows) {
+  standardize_targets(pre, ds, rows, nullptr);
+}
+
+void standardize_targets_sharded(Preprocess& pre, const Dataset& ds, std::span<const Index> rows,
+                                 Collective& ranks) {
+  standardize_targets(pre, ds, rows, &ranks);
+}
+
+void outputs_to_targets(const Preprocess& pre, MatrixView a) {
+  if (!pre.standardizes_targets()) return;
+  BACKPROP_ASSERT(static_cast<std::size_t>(a.cols) == pre.target_scale.size());
+  for (Index i = 0; i < a.rows; ++i) {
+    float* row = a.row(i);
+    for (Index t = 0; t < a.cols; ++t) row[t] = output_to_target(pre, t, row[t]);
+  }
+}
+
 Preprocess standardize_preprocess(const Dataset& ds, std::span<const Index> rows) {
   return standardize(ds, rows, nullptr);
 }
@@ -96,6 +159,10 @@ void gather_batch(const Dataset& ds, std::span<const Index> rows, const Preproce
   }
   if (y.empty()) return;
   BACKPROP_ASSERT(y.rows == b && y.cols == ds.n_outputs() && ds.has_labels());
+  BACKPROP_ASSERT(!pre.standardizes_targets() ||
+                  (ds.task == Task::kRegress &&
+                   static_cast<Index>(pre.target_scale.size()) == y.cols &&
+                   pre.target_shift.size() == pre.target_scale.size()));
   for (Index i = 0; i < b; ++i) {
     const Index r = rows[static_cast<std::size_t>(i)];
     float* yi = y.row(i);
@@ -103,6 +170,14 @@ void gather_batch(const Dataset& ds, std::span<const Index> rows, const Preproce
       const float off = label_smoothing / static_cast<float>(y.cols);
       std::fill(yi, yi + y.cols, off);
       yi[ds.labels[static_cast<std::size_t>(r)]] = 1.0f - label_smoothing + off;
+    } else if (pre.standardizes_targets()) {
+      const float* t = ds.targets.data() + r * y.cols;
+      for (Index j = 0; j < y.cols; ++j) {
+        const auto u = static_cast<std::size_t>(j);
+        yi[j] = static_cast<float>(
+            (static_cast<double>(t[j]) - static_cast<double>(pre.target_shift[u])) /
+            static_cast<double>(pre.target_scale[u]));
+      }
     } else {
       const float* t = ds.targets.data() + r * y.cols;
       std::copy(t, t + y.cols, yi);

@@ -49,6 +49,11 @@ Index argmax_row(const float* a, Index k) {
   return best;
 }
 
+// Row r's regression targets, as the data holds them.
+const float* target_row(const Dataset& ds, Index r) {
+  return ds.targets.data() + static_cast<std::size_t>(r) * static_cast<std::size_t>(ds.n_targets());
+}
+
 // Sums over batches, turned into Metrics at the end.
 struct Tally {
   Index n = 0;
@@ -57,7 +62,9 @@ struct Tally {
   double sq_err = 0;    // regress: Σ (a − y)²
   Index n_values = 0;   // regress: rows × targets
 
-  void add(const Dataset& ds, std::span<const Index> rows, ConstMatrixView a, ConstMatrixView y,
+  // Outputs a of `rows`, whose batch loss was batch_loss. Regression errors are taken in the
+  // targets' own units (output_to_target against the data's targets).
+  void add(const Dataset& ds, const Preprocess& pre, std::span<const Index> rows, ConstMatrixView a,
            double batch_loss) {
     const auto b = static_cast<Index>(rows.size());
     n += b;
@@ -69,8 +76,10 @@ struct Tally {
       }
     } else {
       for (Index i = 0; i < b; ++i) {
+        const float* y = target_row(ds, rows[static_cast<std::size_t>(i)]);
         for (Index j = 0; j < a.cols; ++j) {
-          double d = static_cast<double>(a(i, j)) - static_cast<double>(y(i, j));
+          double d =
+              static_cast<double>(output_to_target(pre, j, a(i, j))) - static_cast<double>(y[j]);
           sq_err += d * d;
         }
       }
@@ -153,14 +162,15 @@ EvalSums evaluation_sums(Model& model, const Dataset& ds, std::span<const Index>
     MatrixView xb = x.view().rows_range(0, b), yb = y.view().rows_range(0, b);
     gather_batch(ds, chunk, pre, xb, yb);
     ConstMatrixView a = model.forward(xb);
-    s.tally.add(ds, chunk, a, yb, model.loss(yb));
+    s.tally.add(ds, pre, chunk, a, model.loss(yb));
     for (Index i = 0; i < b; ++i) {
       if (classify) {
         auto t = ds.labels[static_cast<std::size_t>(chunk[static_cast<std::size_t>(i)])];
         ++s.confusion[static_cast<std::size_t>(t * k + argmax_row(a.row(i), k))];
       } else {
+        const float* truth = target_row(ds, chunk[static_cast<std::size_t>(i)]);
         for (Index j = 0; j < k; ++j) {
-          double yv = yb(i, j), d = static_cast<double>(a(i, j)) - yv;
+          double yv = truth[j], d = static_cast<double>(output_to_target(pre, j, a(i, j))) - yv;
           auto u = static_cast<std::size_t>(j);
           s.abs_err += std::abs(d);
           s.y_sum[u] += yv;
@@ -450,7 +460,7 @@ bool data_parallel_batch(Model& model, Optimizer& optimizer, const TrainData& da
     ConstMatrixView a = model.forward(xb, any_dropout ? &dropout : nullptr);
     loss = model.loss(yb);
     if (std::isfinite(loss)) {
-      mine.add(ds, rows, a, yb, loss);
+      mine.add(ds, data.pre, rows, a, loss);
       // ∂(Σ over my rows of ℓ)/∂θ / b: the ranks' sum is the gradient of the batch average.
       model.backward(xb, yb, b, options.overlap_sums ? &start_layer : nullptr);
       summed = options.overlap_sums;
@@ -546,260 +556,385 @@ ShardSchedule::Slice ShardSchedule::slice(Index start, Index end, int rank) {
   return s;
 }
 
+namespace {
+
+// The training rows of the whole run: this process's, or with sharded data every rank's
+// (parts[r]) and their sums.
+struct RowCounts {
+  Index n = 0, val_n = 0;
+  std::vector<Index> parts;  // sharded only
+};
+
+RowCounts count_rows(const TrainData& data, const TrainOptions& options, Collective* comm,
+                     bool sharded) {
+  RowCounts c{
+      static_cast<Index>(data.train_rows.size()), static_cast<Index>(data.val_rows.size()), {}};
+  if (!sharded) return c;
+  const int world = comm->size(), rank = comm->rank();
+  std::vector<double> counts(2 * static_cast<std::size_t>(world), 0.0);
+  counts[static_cast<std::size_t>(rank)] = static_cast<double>(c.n);
+  counts[static_cast<std::size_t>(world + rank)] = static_cast<double>(c.val_n);
+  comm->sum(counts);
+  c.n = c.val_n = 0;
+  for (int r = 0; r < world; ++r) {
+    c.parts.push_back(static_cast<Index>(counts[static_cast<std::size_t>(r)]));
+    c.n += c.parts.back();
+    c.val_n += static_cast<Index>(counts[static_cast<std::size_t>(world + r)]);
+  }
+  if (c.n == 0) throw Error(ErrorCode::kData, data.data->source + ": no training rows on any rank");
+  check_has_validation(options, c.val_n > 0, true);
+  return c;
+}
+
+// The state to start from: a fresh one (the RNG streams drawn from the seed), or the resumed one
+// after checking that it belongs to these options and rows.
+TrainState start_state(const TrainData& data, const TrainOptions& options, const TrainState* resume,
+                       Index n, bool sharded) {
+  TrainState st;
+  if (resume == nullptr) {
+    st.shuffle_rng = Rng::stream(options.seed, "shuffle").state();
+    st.dropout_rng = Rng::stream(options.seed, "dropout").state();
+    return st;
+  }
+  st = *resume;
+  if (st.epoch > options.epochs) {
+    throw Error(ErrorCode::kData, "the checkpoint is past the end of this run (epoch " +
+                                      std::to_string(st.epoch) + " of " +
+                                      std::to_string(options.epochs) + ")");
+  }
+  // The saved order must be these training rows, shuffled: anything else is another dataset.
+  // (Sharded, the order is rank 0's, and each rank redraws its own: see the epoch loop.)
+  std::vector<Index> a = st.order, b = data.train_rows;
+  std::sort(a.begin(), a.end());
+  std::sort(b.begin(), b.end());
+  if (!sharded && !st.order.empty() && a != b) {
+    throw Error(ErrorCode::kData, "the checkpoint's row order does not match the training rows");
+  }
+  // batch may equal the epoch's batch count: stopped after its last batch, before the epoch's
+  // end (evaluation, schedule) ran.
+  const Index bs = std::min(options.batch_size, n);
+  if (st.batch < 0 || st.batch > (n + bs - 1) / bs) {
+    throw Error(ErrorCode::kData, "the checkpoint's batch is past the end of its epoch");
+  }
+  return st;
+}
+
+// One dropout rate per hidden layer (a single rate applies to all).
+std::vector<double> dropout_rates(const TrainOptions& options, const Model& model) {
+  std::vector<double> rates = options.dropout;
+  if (rates.size() == 1) rates.assign(static_cast<std::size_t>(model.n_layers() - 1), rates[0]);
+  return rates;
+}
+
+// The epoch loop of train(): what it carries between batches and epochs, and one method per step.
+class Trainer {
+ public:
+  Trainer(Model& model, Optimizer& optimizer, const TrainData& data, const TrainOptions& options,
+          const TrainCallbacks& callbacks, const TrainState* resume)
+      : model_(model),
+        optimizer_(optimizer),
+        data_(data),
+        ds_(*data.data),
+        options_(options),
+        callbacks_(callbacks),
+        comm_(options.collective),
+        world_(comm_ != nullptr ? comm_->size() : 1),
+        rank_(comm_ != nullptr ? comm_->rank() : 0),
+        sharded_(data.sharded && world_ > 1),
+        rows_(count_rows(data, options, comm_, sharded_)),
+        schedule_(rows_.parts),
+        st_(start_state(data, options, resume, rows_.n, sharded_)),
+        rates_(dropout_rates(options, model)),
+        dropout_{rates_, &dropout_rng_},
+        base_lr_(optimizer.learning_rate()),
+        // Plain SGD is fused into backward unless the gradients themselves are needed.
+        fused_(optimizer.plain_sgd_rate().has_value() && options.clip_norm == 0 &&
+               options.on_nonfinite == NonFinitePolicy::kStop && world_ == 1),
+        bs_(std::min(options.batch_size, rows_.n)),
+        smoothing_(static_cast<float>(options.label_smoothing)) {
+    shuffle_.set_state(st_.shuffle_rng);
+    dropout_rng_.set_state(st_.dropout_rng);
+    for (double p : rates_) any_dropout_ = any_dropout_ || p > 0;
+    // Sharded, a rank's share of a batch is at most the batch and at most its part.
+    const Index rows_max =
+        sharded_
+            ? std::max<Index>(1, std::min<Index>(bs_, static_cast<Index>(data.train_rows.size())))
+            : bs_;
+    rows_max_ = rows_max;
+    x_ = Matrix(rows_max, ds_.n_features);
+    y_ = Matrix(rows_max, model.n_outputs());
+    const std::vector<Index> probe = probe_rows(data);
+    px_ = Matrix(static_cast<Index>(probe.size()), ds_.n_features);
+    py_ = Matrix(static_cast<Index>(probe.size()), model.n_outputs());
+    gather_batch(ds_, probe, data.pre, px_.view(), py_.view());
+  }
+
+  std::vector<EpochStats> run() {
+    for (int epoch = st_.epoch + 1; epoch <= options_.epochs; ++epoch) {
+      if (!run_epoch(epoch)) break;
+    }
+    if (options_.patience > 0 && !st_.best_params.empty()) {
+      std::copy(st_.best_params.begin(), st_.best_params.end(), model_.params().begin());
+    }
+    return st_.history;
+  }
+
+ private:
+  // One epoch: its learning rate and order, its batches, then evaluation, health, the schedule
+  // and early stopping. Returns false when early stopping ends the run.
+  bool run_epoch(int epoch) {
+    const double lr =
+        scheduled_rate(base_lr_, options_.schedule, epoch, options_.epochs, st_.plateau_scale);
+    optimizer_.set_learning_rate(lr);
+    start_epoch(epoch);
+    Tally tally{st_.seen, st_.loss_sum, st_.correct, st_.sq_err, st_.values};
+    const auto t0 = Clock::now();
+    const Index first = st_.batch;
+    for (Index batch = first; batch * bs_ < rows_.n; ++batch)
+      run_batch(epoch, batch, lr, tally, t0);
+
+    EpochStats stats;
+    stats.epoch = epoch;
+    stats.seconds = seconds_since(t0);
+    const Index trained = std::max<Index>(0, rows_.n - first * bs_);
+    stats.samples_per_second = static_cast<double>(trained) / std::max(stats.seconds, 1e-9);
+    stats.learning_rate = lr;
+    stats.train = tally.metrics(ds_.task);
+    stats.skipped_batches = st_.skipped;
+    evaluate_epoch(epoch, stats);
+    measure_health(model_, px_.view(), py_.view(), stats);
+    // The model's parameters must still be finite after the epoch (the fused SGD path updates
+    // them without materialising gradients).
+    if (!all_finite(model_.params())) nonfinite(epoch, st_.batch, "a weight is not finite", false);
+
+    update_plateau(stats);
+    const bool stop_early = update_early_stopping(epoch, stats);
+    st_.epoch = epoch;
+    st_.batch = 0;
+    st_.history.push_back(stats);
+    if (callbacks_.on_epoch) callbacks_.on_epoch(stats);
+    if ((options_.checkpoint_every_epochs > 0 && epoch % options_.checkpoint_every_epochs == 0) ||
+        epoch == options_.epochs || stop_early) {
+      checkpoint();
+    }
+    return !stop_early;
+  }
+
+  // The epoch's order of the training rows, and zero running sums (unless resumed mid-epoch).
+  void start_epoch(int epoch) {
+    if (sharded_) {
+      // Each rank's own order, drawn from the seed, the rank and the epoch alone, so that a
+      // resumed rank redraws it (a checkpoint holds rank 0's state only).
+      st_.order = data_.train_rows;
+      Rng::stream(options_.seed,
+                  "shard order " + std::to_string(rank_) + " " + std::to_string(epoch))
+          .shuffle(st_.order.begin(), st_.order.end());
+    }
+    if (st_.batch == 0) {  // a fresh epoch (not resumed in its middle)
+      if (st_.order.empty()) st_.order = data_.train_rows;
+      if (!sharded_) shuffle_.shuffle(st_.order.begin(), st_.order.end());
+      st_.seen = st_.correct = st_.values = st_.skipped = 0;
+      st_.loss_sum = st_.sq_err = 0;
+    }
+  }
+
+  // One batch (0-based `batch` of the epoch), the running sums kept in st_, progress reported,
+  // a checkpoint when due; throws Error(kInterrupted) when asked to stop.
+  void run_batch(int epoch, Index batch, double lr, Tally& tally, Clock::time_point t0) {
+    const Index n = rows_.n;
+    const Index start = batch * bs_, b = std::min(bs_, n - start);
+    const auto fail = [&](const std::string& what, bool in_grads) {
+      nonfinite(epoch, batch + 1, what, in_grads);
+    };
+    bool skip = false, stop = false;
+    if (world_ > 1) {
+      stop = run_parallel_batch(start, b, tally, skip, fail);
+    } else {
+      skip = run_local_batch(start, b, lr, tally, fail);
+      stop = options_.stop != nullptr && options_.stop->load();
+    }
+    if (skip) ++st_.skipped;
+    st_.batch = batch + 1;
+    st_.seen = tally.n;
+    st_.loss_sum = tally.loss_sum;
+    st_.correct = tally.correct;
+    st_.sq_err = tally.sq_err;
+    st_.values = tally.n_values;
+    if (callbacks_.on_batch) {
+      callbacks_.on_batch({epoch, options_.epochs, start + b, n, seconds_since(t0)});
+    }
+    if (stop || (options_.checkpoint_every_minutes > 0 && start + b < n &&
+                 seconds_since(last_checkpoint_) >= 60 * options_.checkpoint_every_minutes)) {
+      checkpoint();
+    }
+    if (stop) {
+      throw Error(ErrorCode::kInterrupted, "interrupted in epoch " + std::to_string(epoch) +
+                                               ", batch " + std::to_string(batch + 1));
+    }
+  }
+
+  // This process alone: rows [start, start + b) of the order, forward, loss, backward and step.
+  // Returns whether the batch was skipped (a non-finite value under the skip-batch policy).
+  template <class Fail>
+  bool run_local_batch(Index start, Index b, double lr, Tally& tally, const Fail& fail) {
+    const Index n = rows_.n;
+    std::span<const Index> rows(st_.order.data() + start, static_cast<std::size_t>(b));
+    MatrixView xb = x_.view().rows_range(0, b), yb = y_.view().rows_range(0, b);
+    gather_batch(ds_, rows, data_.pre, xb, yb, smoothing_);
+    if (start + b < n) {
+      prefetch_rows(ds_,
+                    std::span<const Index>(st_.order.data() + start + b,
+                                           static_cast<std::size_t>(std::min(bs_, n - start - b))));
+    }
+    ConstMatrixView a = model_.forward(xb, any_dropout_ ? &dropout_ : nullptr);
+    const double loss = model_.loss(yb);
+    if (!std::isfinite(loss)) {
+      if (options_.on_nonfinite == NonFinitePolicy::kStop) {
+        fail(std::string("the loss is ") + (std::isnan(loss) ? "NaN" : "infinite"), false);
+      }
+      return true;
+    }
+    tally.add(ds_, data_.pre, rows, a, loss);
+    if (fused_) {
+      model_.backward_sgd(xb, yb, lr);  // D4–D8 in one pass: ∂L/∂W never stored
+      return false;
+    }
+    model_.backward(xb, yb);
+    return clip_check_step(model_, optimizer_, options_, fail);
+  }
+
+  // Data parallel: this rank's slice of the global batch [start, start + b): rows [lo, hi) of its
+  // order, which are rows [offset, offset + hi − lo) of the batch; the rest is as one process
+  // does it. Returns whether any rank was asked to stop.
+  template <class Fail>
+  bool run_parallel_batch(Index start, Index b, Tally& tally, bool& skip, const Fail& fail) {
+    Index lo = start + b * rank_ / world_, hi = start + b * (rank_ + 1) / world_;
+    Index offset = lo - start;
+    if (sharded_) {
+      const ShardSchedule::Slice s = schedule_.slice(start, start + b, rank_);
+      lo = s.lo;
+      hi = s.hi;
+      offset = s.offset;
+      BACKPROP_ASSERT(hi - lo <= rows_max_ && hi <= static_cast<Index>(st_.order.size()));
+    }
+    return data_parallel_batch(
+        model_, optimizer_, data_, options_, *comm_, dropout_, any_dropout_,
+        std::span<const Index>(st_.order.data() + lo, static_cast<std::size_t>(hi - lo)), b, offset,
+        x_.view(), y_.view(), smoothing_, tally, skip, fail);
+  }
+
+  // The validation rows every epoch, the test set after the last (or every epoch when asked).
+  void evaluate_epoch(int epoch, EpochStats& stats) {
+    if (sharded_) {
+      if (rows_.val_n > 0) {
+        stats.val = evaluate_sharded(model_, ds_, data_.val_rows, data_.pre, *comm_).metrics;
+      }
+    } else if (!data_.val_rows.empty()) {
+      stats.val = evaluate(model_, ds_, data_.val_rows, data_.pre).metrics;
+    }
+    if (data_.test != nullptr && (options_.eval_test_each_epoch || epoch == options_.epochs)) {
+      stats.test =
+          sharded_ ? evaluate_sharded(model_, *data_.test, all_rows(*data_.test), data_.pre, *comm_)
+                         .metrics
+                   : evaluate(model_, *data_.test, {}, data_.pre).metrics;
+    }
+  }
+
+  // The plateau schedule: one reduction each time the validation loss has not improved for
+  // plateau_patience epochs.
+  void update_plateau(const EpochStats& stats) {
+    if (options_.schedule.kind != ScheduleKind::kPlateau) return;
+    if (stats.val.loss < st_.plateau_best) {
+      st_.plateau_best = stats.val.loss;
+      st_.plateau_bad = 0;
+    } else if (++st_.plateau_bad >= options_.schedule.plateau_patience) {
+      st_.plateau_scale *= options_.schedule.plateau_factor;
+      st_.plateau_bad = 0;
+    }
+  }
+
+  // Early stopping: keeps the best epoch's weights and marks it; returns whether to stop now.
+  bool update_early_stopping(int epoch, EpochStats& stats) {
+    if (options_.patience <= 0) return false;
+    if (stats.val.loss < st_.best_val_loss) {
+      st_.best_val_loss = stats.val.loss;
+      st_.best_epoch = epoch;
+      st_.bad_epochs = 0;
+      st_.best_params.assign(model_.params().begin(), model_.params().end());
+      stats.best = true;
+      return false;
+    }
+    return ++st_.bad_epochs >= options_.patience;
+  }
+
+  void checkpoint() {
+    if (!callbacks_.checkpoint) return;
+    st_.shuffle_rng = shuffle_.state();
+    st_.dropout_rng = dropout_rng_.state();
+    std::string path = callbacks_.checkpoint(model_, optimizer_, st_);
+    last_checkpoint_ = Clock::now();
+    if (callbacks_.on_checkpoint) callbacks_.on_checkpoint(path);
+  }
+
+  // Throws Error(kNumeric) naming the epoch, the batch, what is not finite and the first layer
+  // holding a non-finite value.
+  [[noreturn]] void nonfinite(int epoch, Index batch, const std::string& what,
+                              bool in_grads) const {
+    std::string where = first_nonfinite_layer(model_, in_grads);
+    if (where.empty() && !in_grads) where = first_nonfinite_layer(model_, true);
+    throw Error(ErrorCode::kNumeric,
+                "epoch " + std::to_string(epoch) + ", batch " + std::to_string(batch) + ": " +
+                    what + (where.empty() ? "" : "; the first non-finite values are in " + where) +
+                    "; the learning rate (" + format_number(optimizer_.learning_rate()) +
+                    ") may be too high (or use --on-nonfinite skip-batch)" + targets_note());
+  }
+
+  // Regression: whether the targets were standardised, for the non-finite message.
+  std::string targets_note() const {
+    if (ds_.task != Task::kRegress) return "";
+    return data_.pre.standardizes_targets()
+               ? "; the targets were standardised (mean and standard deviation of the training "
+                 "rows)"
+               : "; the targets were not standardised (--no-standardize-targets): targets far "
+                 "from 1 in size make large gradients";
+  }
+
+  Model& model_;
+  Optimizer& optimizer_;
+  const TrainData& data_;
+  const Dataset& ds_;
+  const TrainOptions& options_;
+  const TrainCallbacks& callbacks_;
+  // Data parallelism: this process is rank rank_ of world_ (see collective.hpp).
+  Collective* comm_;
+  const int world_, rank_;
+  const bool sharded_;
+  const RowCounts rows_;
+  ShardSchedule schedule_;
+  TrainState st_;
+  Rng shuffle_{0}, dropout_rng_{0};
+  std::vector<double> rates_;
+  bool any_dropout_ = false;
+  Model::Dropout dropout_;
+  const double base_lr_;
+  const bool fused_;
+  const Index bs_;
+  Index rows_max_ = 0;
+  const float smoothing_;
+  Matrix x_, y_, px_, py_;  // the batch, and the probe batch of measure_health
+  Clock::time_point last_checkpoint_ = Clock::now();
+};
+
+}  // namespace
+
 std::vector<EpochStats> train(Model& model, Optimizer& optimizer, const TrainData& data,
                               const TrainOptions& options, const TrainCallbacks& callbacks,
                               const TrainState* resume) {
   BACKPROP_ASSERT(data.data != nullptr);
-  const Dataset& ds = *data.data;
-  check_fits(model, ds);
+  check_fits(model, *data.data);
   if (data.test != nullptr) check_fits(model, *data.test);
   validate(model, data, options);
-
-  // Data parallelism: this process is rank `rank` of `world` (see collective.hpp).
-  Collective* comm = options.collective;
-  const int world = comm != nullptr ? comm->size() : 1, rank = comm != nullptr ? comm->rank() : 0;
-  const bool sharded = data.sharded && world > 1;
-  // Training rows: this process's, or with sharded data every rank's (parts[r]) and their sum.
-  Index n = static_cast<Index>(data.train_rows.size()),
-        val_n = static_cast<Index>(data.val_rows.size());
-  std::vector<Index> parts;
-  if (sharded) {
-    std::vector<double> counts(2 * static_cast<std::size_t>(world), 0.0);
-    counts[static_cast<std::size_t>(rank)] = static_cast<double>(n);
-    counts[static_cast<std::size_t>(world + rank)] = static_cast<double>(val_n);
-    comm->sum(counts);
-    n = val_n = 0;
-    for (int r = 0; r < world; ++r) {
-      parts.push_back(static_cast<Index>(counts[static_cast<std::size_t>(r)]));
-      n += parts.back();
-      val_n += static_cast<Index>(counts[static_cast<std::size_t>(world + r)]);
-    }
-    if (n == 0) throw Error(ErrorCode::kData, ds.source + ": no training rows on any rank");
-    check_has_validation(options, val_n > 0, true);
-  }
-  ShardSchedule schedule(parts);
-
-  TrainState st;
-  if (resume != nullptr) {
-    st = *resume;
-    if (st.epoch > options.epochs) {
-      throw Error(ErrorCode::kData, "the checkpoint is past the end of this run (epoch " +
-                                        std::to_string(st.epoch) + " of " +
-                                        std::to_string(options.epochs) + ")");
-    }
-    // The saved order must be these training rows, shuffled: anything else is another dataset.
-    // (Sharded, the order is rank 0's, and each rank redraws its own: see below.)
-    std::vector<Index> a = st.order, b = data.train_rows;
-    std::sort(a.begin(), a.end());
-    std::sort(b.begin(), b.end());
-    if (!sharded && !st.order.empty() && a != b) {
-      throw Error(ErrorCode::kData, "the checkpoint's row order does not match the training rows");
-    }
-    // batch may equal the epoch's batch count: stopped after its last batch, before the epoch's
-    // end (evaluation, schedule) ran.
-    const Index bs = std::min(options.batch_size, n);
-    if (st.batch < 0 || st.batch > (n + bs - 1) / bs) {
-      throw Error(ErrorCode::kData, "the checkpoint's batch is past the end of its epoch");
-    }
-  } else {
-    st.shuffle_rng = Rng::stream(options.seed, "shuffle").state();
-    st.dropout_rng = Rng::stream(options.seed, "dropout").state();
-  }
-  Rng shuffle(0), dropout_rng(0);
-  shuffle.set_state(st.shuffle_rng);
-  dropout_rng.set_state(st.dropout_rng);
-
-  // One dropout rate per hidden layer (a single rate applies to all).
-  std::vector<double> rates = options.dropout;
-  if (rates.size() == 1) rates.assign(static_cast<std::size_t>(model.n_layers() - 1), rates[0]);
-  bool any_dropout = false;
-  for (double p : rates) any_dropout = any_dropout || p > 0;
-  Model::Dropout dropout{rates, &dropout_rng};
-
-  const double base_lr = optimizer.learning_rate();
-  // Plain SGD is fused into backward unless the gradients themselves are needed.
-  const bool fused = optimizer.plain_sgd_rate().has_value() && options.clip_norm == 0 &&
-                     options.on_nonfinite == NonFinitePolicy::kStop && world == 1;
-
-  const Index bs = std::min(options.batch_size, n);
-  // Sharded, a rank's share of a batch is at most the batch and at most its part.
-  const Index rows_max =
-      sharded ? std::max<Index>(1, std::min<Index>(bs, static_cast<Index>(data.train_rows.size())))
-              : bs;
-  Matrix x(rows_max, ds.n_features), y(rows_max, model.n_outputs());
-  const std::vector<Index> probe = probe_rows(data);
-  Matrix px(static_cast<Index>(probe.size()), ds.n_features),
-      py(static_cast<Index>(probe.size()), model.n_outputs());
-  gather_batch(ds, probe, data.pre, px.view(), py.view());
-  const float smoothing = static_cast<float>(options.label_smoothing);
-
-  auto last_checkpoint = Clock::now();
-  auto checkpoint = [&] {
-    if (!callbacks.checkpoint) return;
-    st.shuffle_rng = shuffle.state();
-    st.dropout_rng = dropout_rng.state();
-    std::string path = callbacks.checkpoint(model, optimizer, st);
-    last_checkpoint = Clock::now();
-    if (callbacks.on_checkpoint) callbacks.on_checkpoint(path);
-  };
-  auto nonfinite = [&](int epoch, Index batch, const std::string& what, bool in_grads) {
-    std::string where = first_nonfinite_layer(model, in_grads);
-    if (where.empty() && !in_grads) where = first_nonfinite_layer(model, true);
-    throw Error(ErrorCode::kNumeric,
-                "epoch " + std::to_string(epoch) + ", batch " + std::to_string(batch) + ": " +
-                    what + (where.empty() ? "" : "; the first non-finite values are in " + where) +
-                    "; the learning rate (" + format_number(optimizer.learning_rate()) +
-                    ") may be too high (or use --on-nonfinite skip-batch)");
-  };
-
-  for (int epoch = st.epoch + 1; epoch <= options.epochs; ++epoch) {
-    const double lr =
-        scheduled_rate(base_lr, options.schedule, epoch, options.epochs, st.plateau_scale);
-    optimizer.set_learning_rate(lr);
-    if (sharded) {
-      // Each rank's own order, drawn from the seed, the rank and the epoch alone, so that a
-      // resumed rank redraws it (a checkpoint holds rank 0's state only).
-      st.order = data.train_rows;
-      Rng::stream(options.seed, "shard order " + std::to_string(rank) + " " + std::to_string(epoch))
-          .shuffle(st.order.begin(), st.order.end());
-    }
-    if (st.batch == 0) {  // a fresh epoch (not resumed in its middle)
-      if (st.order.empty()) st.order = data.train_rows;
-      if (!sharded) shuffle.shuffle(st.order.begin(), st.order.end());
-      st.seen = st.correct = st.values = st.skipped = 0;
-      st.loss_sum = st.sq_err = 0;
-    }
-    Tally tally{st.seen, st.loss_sum, st.correct, st.sq_err, st.values};
-    const auto t0 = Clock::now();
-    const Index first = st.batch;
-    for (Index batch = first; batch * bs < n; ++batch) {
-      const Index start = batch * bs, b = std::min(bs, n - start);
-      const auto fail = [&](const std::string& what, bool in_grads) {
-        nonfinite(epoch, batch + 1, what, in_grads);
-      };
-      bool skip = false, stop = false;
-      if (world > 1) {
-        // This rank's slice of the global batch: rows [lo, hi) of its order, which are rows
-        // [offset, offset + hi − lo) of the batch's `total`; the rest is as one process does it.
-        Index lo = start + b * rank / world, hi = start + b * (rank + 1) / world;
-        Index offset = lo - start;
-        if (sharded) {
-          const ShardSchedule::Slice s = schedule.slice(start, start + b, rank);
-          lo = s.lo;
-          hi = s.hi;
-          offset = s.offset;
-          BACKPROP_ASSERT(hi - lo <= rows_max && hi <= static_cast<Index>(st.order.size()));
-        }
-        stop = data_parallel_batch(
-            model, optimizer, data, options, *comm, dropout, any_dropout,
-            std::span<const Index>(st.order.data() + lo, static_cast<std::size_t>(hi - lo)), b,
-            offset, x.view(), y.view(), smoothing, tally, skip, fail);
-      } else {
-        std::span<const Index> rows(st.order.data() + start, static_cast<std::size_t>(b));
-        MatrixView xb = x.view().rows_range(0, b), yb = y.view().rows_range(0, b);
-        gather_batch(ds, rows, data.pre, xb, yb, smoothing);
-        if (start + b < n) {
-          prefetch_rows(
-              ds, std::span<const Index>(st.order.data() + start + b,
-                                         static_cast<std::size_t>(std::min(bs, n - start - b))));
-        }
-        ConstMatrixView a = model.forward(xb, any_dropout ? &dropout : nullptr);
-        const double loss = model.loss(yb);
-        if (!std::isfinite(loss)) {
-          if (options.on_nonfinite == NonFinitePolicy::kStop) {
-            fail(std::string("the loss is ") + (std::isnan(loss) ? "NaN" : "infinite"), false);
-          }
-          skip = true;
-        } else {
-          tally.add(ds, rows, a, yb, loss);
-          if (fused) {
-            model.backward_sgd(xb, yb, lr);  // D4–D8 in one pass: ∂L/∂W never stored
-          } else {
-            model.backward(xb, yb);
-            skip = clip_check_step(model, optimizer, options, fail);
-          }
-        }
-        stop = options.stop != nullptr && options.stop->load();
-      }
-      if (skip) ++st.skipped;
-      st.batch = batch + 1;
-      st.seen = tally.n;
-      st.loss_sum = tally.loss_sum;
-      st.correct = tally.correct;
-      st.sq_err = tally.sq_err;
-      st.values = tally.n_values;
-      if (callbacks.on_batch) {
-        callbacks.on_batch({epoch, options.epochs, start + b, n, seconds_since(t0)});
-      }
-      if (stop || (options.checkpoint_every_minutes > 0 && start + b < n &&
-                   seconds_since(last_checkpoint) >= 60 * options.checkpoint_every_minutes)) {
-        checkpoint();
-      }
-      if (stop) {
-        throw Error(ErrorCode::kInterrupted, "interrupted in epoch " + std::to_string(epoch) +
-                                                 ", batch " + std::to_string(batch + 1));
-      }
-    }
-    EpochStats stats;
-    stats.epoch = epoch;
-    stats.seconds = seconds_since(t0);
-    const Index trained = std::max<Index>(0, n - first * bs);
-    stats.samples_per_second = static_cast<double>(trained) / std::max(stats.seconds, 1e-9);
-    stats.learning_rate = lr;
-    stats.train = tally.metrics(ds.task);
-    stats.skipped_batches = st.skipped;
-    if (sharded) {
-      if (val_n > 0)
-        stats.val = evaluate_sharded(model, ds, data.val_rows, data.pre, *comm).metrics;
-    } else if (!data.val_rows.empty()) {
-      stats.val = evaluate(model, ds, data.val_rows, data.pre).metrics;
-    }
-    if (data.test != nullptr && (options.eval_test_each_epoch || epoch == options.epochs)) {
-      stats.test =
-          sharded
-              ? evaluate_sharded(model, *data.test, all_rows(*data.test), data.pre, *comm).metrics
-              : evaluate(model, *data.test, {}, data.pre).metrics;
-    }
-    measure_health(model, px.view(), py.view(), stats);
-    // The model's parameters must still be finite after the epoch (the fused SGD path updates
-    // them without materialising gradients).
-    if (!all_finite(model.params())) nonfinite(epoch, st.batch, "a weight is not finite", false);
-
-    if (options.schedule.kind == ScheduleKind::kPlateau) {
-      if (stats.val.loss < st.plateau_best) {
-        st.plateau_best = stats.val.loss;
-        st.plateau_bad = 0;
-      } else if (++st.plateau_bad >= options.schedule.plateau_patience) {
-        st.plateau_scale *= options.schedule.plateau_factor;
-        st.plateau_bad = 0;
-      }
-    }
-    bool stop_early = false;
-    if (options.patience > 0) {
-      if (stats.val.loss < st.best_val_loss) {
-        st.best_val_loss = stats.val.loss;
-        st.best_epoch = epoch;
-        st.bad_epochs = 0;
-        st.best_params.assign(model.params().begin(), model.params().end());
-        stats.best = true;
-      } else {
-        stop_early = ++st.bad_epochs >= options.patience;
-      }
-    }
-    st.epoch = epoch;
-    st.batch = 0;
-    st.history.push_back(stats);
-    if (callbacks.on_epoch) callbacks.on_epoch(stats);
-    if ((options.checkpoint_every_epochs > 0 && epoch % options.checkpoint_every_epochs == 0) ||
-        epoch == options.epochs || stop_early) {
-      checkpoint();
-    }
-    if (stop_early) break;
-  }
-  if (options.patience > 0 && !st.best_params.empty()) {
-    std::copy(st.best_params.begin(), st.best_params.end(), model.params().begin());
-  }
-  return st.history;
+  return Trainer(model, optimizer, data, options, callbacks, resume).run();
 }
 
 }  // namespace backprop

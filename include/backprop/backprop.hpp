@@ -9,6 +9,7 @@
 #include "backprop/data.hpp"
 #include "backprop/dense.hpp"
 #include "backprop/error.hpp"
+#include "backprop/fit.hpp"
 #include "backprop/gradcheck.hpp"
 #include "backprop/io.hpp"
 #include "backprop/loss.hpp"

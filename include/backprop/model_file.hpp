@@ -3,7 +3,8 @@
 // modules of nn.Sequential(Linear, activation, Linear, activation, ...). "__metadata__" holds, as
 // strings (JSON text for lists): format "backprop-mlp" and format_version "1"; layers,
 // hidden_activation, output_activation, loss, leaky_relu_slope; task, class_names, feature_names,
-// label_columns, sample_shape; input_shift and input_scale (the preprocessing); and provenance:
+// label_columns, sample_shape; input_shift and input_scale (the preprocessing); for regression
+// with standardised targets target_shift and target_scale (absent otherwise); and provenance:
 // backprop_version, seed, init, data_hash, train_examples. No timestamps: the same training run
 // writes the same bytes. docs/formats.md lists every key.
 #pragma once
@@ -36,6 +37,10 @@ struct ModelInfo {
   Index train_examples = 0;
   bool operator==(const ModelInfo&) const = default;
 };
+
+// The preprocessing the model applies to rows of ds: the file's, or (a file without input
+// preprocessing) ds's natural scale; the file's target standardisation either way.
+Preprocess model_preprocess(const ModelInfo& info, const Dataset& ds);
 
 struct ModelFile {
   Model model;

@@ -10,11 +10,14 @@
 // Activations are Sigmoid, Tanh, Relu, LeakyRelu(alpha = slope) and Softmax(axis 1); identity adds
 // no node. The preprocessing x' = (x − shift) · scale becomes Sub and Div by 1/scale (rounded to
 // float; Mul by scale if some 1/scale is not finite), each left out when it does nothing (shift all
-// 0, scale all 1, or no preprocessing in the file). metadata_props carry the model file's
+// 0, scale all 1, or no preprocessing in the file). A regression model trained on standardised
+// targets ends in Mul(target_scale) and Add(target_shift), so that "output" is in the targets'
+// units as predict gives it. metadata_props carry the model file's
 // description as strings, with the same keys and JSON text as its __metadata__: class_names (the
 // output columns, in order), feature_names, label_columns, task, layers, hidden_activation,
 // output_activation, loss, leaky_relu_slope, sample_shape, backprop_version, seed, init, data_hash,
-// train_examples. The same model gives the same bytes.
+// train_examples (and target_shift, target_scale when present). The same model gives the same
+// bytes.
 #pragma once
 
 #include <cstdint>

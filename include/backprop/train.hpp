@@ -24,7 +24,9 @@ namespace backprop {
 
 inline constexpr double kNoValue = std::numeric_limits<double>::quiet_NaN();
 
-// Loss and the task's main figure on some rows; NaN where not measured.
+// Loss and the task's main figure on some rows; NaN where not measured. The loss is the one the
+// model is trained on (regression with standardised targets: that of the standardised targets);
+// regression figures are in the targets' own units (output_to_target, batch.hpp).
 struct Metrics {
   Index n = 0;
   double loss = kNoValue;

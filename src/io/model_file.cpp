@@ -195,6 +195,11 @@ std::vector<std::uint8_t> serialize_model(const Model& model, const ModelInfo& i
   m["sample_shape"] = json_list(info.sample_shape);
   m["input_shift"] = json_list(info.preprocess.shift);
   m["input_scale"] = json_list(info.preprocess.scale);
+  // Only when the targets are standardised, so that every other file keeps its bytes.
+  if (info.preprocess.standardizes_targets()) {
+    m["target_shift"] = json_list(info.preprocess.target_shift);
+    m["target_scale"] = json_list(info.preprocess.target_scale);
+  }
   m["backprop_version"] = std::string(version());
   m["seed"] = std::to_string(info.seed);
   m["init"] = info.init;
@@ -381,12 +386,34 @@ ModelFile parse_model(std::span<const std::uint8_t> bytes, const std::string& na
   if (info.preprocess.shift.size() != info.preprocess.scale.size()) {
     meta.fail("input_shift and input_scale differ in length");
   }
+  // Files written before target standardisation have neither key: outputs are the targets.
+  if (meta.has("target_shift") || meta.has("target_scale")) {
+    if (info.task != Task::kRegress) meta.fail("target_shift/target_scale in a classifier");
+    info.preprocess.target_shift = meta.floats("target_shift");
+    info.preprocess.target_scale = meta.floats("target_scale");
+    for (const auto* v : {&info.preprocess.target_shift, &info.preprocess.target_scale}) {
+      if (v->size() != n_out) {
+        meta.fail("target_shift/target_scale have " + std::to_string(v->size()) + " entries for " +
+                  std::to_string(n_out) + " outputs");
+      }
+    }
+    for (float v : info.preprocess.target_scale) {
+      if (!(v > 0)) meta.fail("target_scale holds " + json(v).dump() + ", expected > 0");
+    }
+  }
   info.version = meta.has("backprop_version") ? meta.str("backprop_version") : "";
   info.init = meta.has("init") ? meta.str("init") : "";
   info.data_hash = meta.has("data_hash") ? meta.str("data_hash") : "";
   info.seed = meta.count("seed", UINT64_MAX, 0);
   info.train_examples = static_cast<Index>(meta.count("train_examples", INT64_MAX, 0));
   return ModelFile{std::move(model), std::move(info)};
+}
+
+Preprocess model_preprocess(const ModelInfo& info, const Dataset& ds) {
+  Preprocess pre = info.preprocess.shift.empty() ? scale_preprocess(ds) : info.preprocess;
+  pre.target_shift = info.preprocess.target_shift;
+  pre.target_scale = info.preprocess.target_scale;
+  return pre;
 }
 
 ModelFile load_model(const std::string& path, const ReadLimits& limits) {

@@ -150,6 +150,17 @@ std::vector<std::uint8_t> serialize_onnx(const Model& model, const ModelInfo& in
     }
   }
 
+  // Regression with standardised targets: the last layer gives standardised targets, which Mul
+  // and Add turn into the targets' units (output_to_target).
+  const bool to_targets = pre.standardizes_targets();
+  if (to_targets && (pre.target_scale.size() != static_cast<std::size_t>(model.n_outputs()) ||
+                     pre.target_shift.size() != pre.target_scale.size())) {
+    throw Error(ErrorCode::kUsage, "ONNX export: the target standardisation has " +
+                                       std::to_string(pre.target_shift.size()) + " shifts and " +
+                                       std::to_string(pre.target_scale.size()) + " scales for " +
+                                       std::to_string(model.n_outputs()) + " outputs");
+  }
+  const std::string last_out = to_targets ? "output_standardized" : "output";
   const Index L = model.n_layers();
   for (Index l = 0; l < L; ++l) {
     const bool last = l + 1 == L;
@@ -163,7 +174,7 @@ std::vector<std::uint8_t> serialize_onnx(const Model& model, const ModelInfo& in
     add_initializer(g, bname, {w.rows}, model.bias(l));
 
     const std::string_view op = onnx_op(act);
-    const std::string z = last && op.empty() ? "output" : "z" + layer;
+    const std::string z = last && op.empty() ? last_out : "z" + layer;
     pb::NodeProto* gemm = add_node(g, "Gemm", "gemm" + layer, {x, wname, bname}, z);
     pb::AttributeProto* trans_b = gemm->add_attribute();
     trans_b->set_name("transB");
@@ -172,7 +183,7 @@ std::vector<std::uint8_t> serialize_onnx(const Model& model, const ModelInfo& in
     x = z;
     if (op.empty()) continue;
 
-    const std::string a = last ? "output" : "a" + layer;
+    const std::string a = last ? last_out : "a" + layer;
     pb::NodeProto* n = add_node(g, op, std::string(to_string(act)) + layer, {x}, a);
     if (act == Activation::kLeakyRelu) {
       pb::AttributeProto* alpha = n->add_attribute();
@@ -186,6 +197,13 @@ std::vector<std::uint8_t> serialize_onnx(const Model& model, const ModelInfo& in
       axis->set_i(1);
     }
     x = a;
+  }
+  if (to_targets) {
+    const Index k = model.n_outputs();
+    add_initializer(g, "target_scale", {k}, pre.target_scale);
+    add_node(g, "Mul", "postprocess_scale", {last_out, "target_scale"}, "output_scaled");
+    add_initializer(g, "target_shift", {k}, pre.target_shift);
+    add_node(g, "Add", "postprocess_shift", {"output_scaled", "target_shift"}, "output");
   }
   const bool classify = info.task == Task::kClassify;
   add_value_info(g.mutable_output(), "output", model.n_outputs(),
@@ -215,6 +233,10 @@ std::vector<std::uint8_t> serialize_onnx(const Model& model, const ModelInfo& in
   meta("init", info.init);
   meta("data_hash", info.data_hash);
   meta("train_examples", std::to_string(info.train_examples));
+  if (to_targets) {
+    meta("target_shift", json(pre.target_shift).dump());
+    meta("target_scale", json(pre.target_scale).dump());
+  }
 
   std::string bytes;
   BACKPROP_ASSERT(m.SerializeToString(&bytes));

@@ -118,7 +118,7 @@ class _BaseMLP(BaseEstimator):
                  clip_norm=0.0, label_smoothing=0.0, schedule="constant", warmup=0, lr_step=10,
                  lr_gamma=None, lr_min=0.0, plateau_patience=5, plateau_factor=0.1, patience=0,
                  validation_fraction=0.0, on_nonfinite="stop", batch_size=16, epochs=20,
-                 standardize=None, random_state=None, threads=0):
+                 standardize=None, standardize_targets=True, random_state=None, threads=0):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.output = output
@@ -148,6 +148,7 @@ class _BaseMLP(BaseEstimator):
         self.batch_size = batch_size
         self.epochs = epochs
         self.standardize = standardize
+        self.standardize_targets = standardize_targets
         self.random_state = random_state
         self.threads = threads
 
@@ -210,6 +211,8 @@ class _BaseMLP(BaseEstimator):
             standardize = x_dtype != np.uint8
         elif not isinstance(standardize, (bool, np.bool_)):
             bad("standardize", "True, False or None (standardise unless X is uint8)")
+        if not isinstance(self.standardize_targets, (bool, np.bool_)):
+            bad("standardize_targets", "True or False")
         return {
             "hidden": hidden,
             "activation": choice("activation", _HIDDEN),
@@ -242,6 +245,7 @@ class _BaseMLP(BaseEstimator):
             "seed": _check_random_state(self.random_state),
             "threads": integer("threads", 0, 1024),
             "standardize": bool(standardize),
+            "standardize_targets": bool(self.standardize_targets),
         }
 
     # -- data ------------------------------------------------------------------------------------
@@ -426,8 +430,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 class MLPRegressor(RegressorMixin, _BaseMLP):
     """A multilayer perceptron regressor trained by backprop (the CLI's `train --task regress`).
 
-    Defaults as MLPClassifier's, with an identity output and the quadratic loss. y may hold
-    several targets (n × k). Fitted attributes as MLPClassifier's, without classes_.
+    Defaults as MLPClassifier's, with an identity output and the quadratic loss; the targets are
+    standardised from the training rows for training (standardize_targets=True, the CLI's
+    default) and predictions come back in their units. y may hold several targets (n × k).
+    Fitted attributes as MLPClassifier's, without classes_.
     """
 
     def _check_y(self, y, n, partial, classes):

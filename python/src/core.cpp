@@ -228,16 +228,10 @@ Dataset make_dataset(const DataIn& in) {
   return ds;
 }
 
-// The training settings, named as the CLI's flags (python/backprop/_estimators.py sends every
-// key).
-struct Config {
-  std::vector<Index> hidden;
-  std::string activation, output, loss, init;
-  double leaky_slope = 0.01;
-  OptimizerConfig optimizer;
-  TrainOptions train;
-  double val_split = 0;
-  bool standardize = false;
+// The training settings: the library's FitConfig (what the CLI fills from its flags), named in
+// messages by the estimators' parameters. python/backprop/_estimators.py sends every key.
+struct Settings {
+  FitConfig config;
   std::vector<Index> sample_shape;  // of one example, as given (images: 28 × 28)
 };
 
@@ -258,8 +252,11 @@ std::optional<T> get_optional(const py::dict& d, const char* key) {
   return get<T>(d, key);
 }
 
-Config parse_config(const py::dict& d) {
-  Config c;
+Settings parse_settings(const py::dict& d) {
+  Settings s;
+  FitConfig& c = s.config;
+  c.names.hidden = "hidden_layer_sizes";
+  c.names.val_split = "validation_fraction";
   c.hidden = get<std::vector<Index>>(d, "hidden");
   c.activation = get<std::string>(d, "activation");
   c.output = get<std::string>(d, "output");
@@ -294,59 +291,11 @@ Config parse_config(const py::dict& d) {
   o.on_nonfinite = get<std::string>(d, "on_nonfinite") == "skip-batch" ? NonFinitePolicy::kSkipBatch
                                                                        : NonFinitePolicy::kStop;
   c.val_split = get<double>(d, "val_split");
-  c.standardize = get<bool>(d, "standardize");
-  c.sample_shape = get<std::vector<Index>>(d, "sample_shape");
+  c.standardize = get<bool>(d, "standardize") ? 1 : 0;
+  c.standardize_targets = get<bool>(d, "standardize_targets");
+  s.sample_shape = get<std::vector<Index>>(d, "sample_shape");
   set_num_threads(get<int>(d, "threads"));
-  return c;
-}
-
-// The architecture as the CLI decides it from --activation/--output/--loss and the task.
-ModelSpec make_spec(const Config& c, const Dataset& ds) {
-  ModelSpec spec;
-  const bool regress = ds.task == Task::kRegress;
-  const std::string loss = c.loss.empty() ? (regress ? "quadratic" : "cross-entropy") : c.loss;
-  const std::string output = !c.output.empty()     ? c.output
-                             : regress             ? "identity"
-                             : loss == "quadratic" ? "sigmoid"
-                                                   : "softmax";
-  spec.hidden = parse_activation(c.activation);
-  if (!is_hidden_activation(spec.hidden)) {
-    throw Error(ErrorCode::kUsage, "activation '" + c.activation +
-                                       "' is an output activation; hidden layers take sigmoid, "
-                                       "tanh, relu, leaky-relu or identity");
-  }
-  spec.output = parse_activation(output);
-  if (!is_output_activation(spec.output)) {
-    throw Error(ErrorCode::kUsage, "output '" + output +
-                                       "' is not an output activation: expected softmax, sigmoid "
-                                       "or identity");
-  }
-  spec.loss = parse_loss(loss);
-  if (!is_valid_output_loss(spec.output, spec.loss)) {
-    throw Error(ErrorCode::kUsage, "loss " + loss +
-                                       " needs probabilities: use output softmax or sigmoid, or "
-                                       "loss quadratic with output " +
-                                       output);
-  }
-  spec.leaky_slope = c.leaky_slope;
-  spec.layers.push_back(ds.n_features);
-  spec.layers.insert(spec.layers.end(), c.hidden.begin(), c.hidden.end());
-  spec.layers.push_back(ds.n_outputs());
-  spec.validate();
-  return spec;
-}
-
-ModelInfo make_info(const Dataset& ds, std::uint64_t seed, Init init) {
-  ModelInfo info;
-  info.task = ds.task;
-  info.class_names = ds.class_names;
-  info.feature_names = ds.feature_names;
-  info.label_columns = ds.label_columns;
-  info.sample_shape = ds.sample_shape;
-  info.seed = seed;
-  info.init = std::string(to_string(init));
-  info.data_hash = data_hash(ds);
-  return info;
+  return s;
 }
 
 py::dict metrics_dict(const std::string& prefix, const Metrics& m, Task task) {
@@ -430,34 +379,27 @@ std::vector<EpochStats> train_releasing_gil(Model& model, Optimizer& optimizer,
   });
 }
 
-// fit: a new network trained on the data, as `backprop train` trains it.
+// fit: a new network trained on the data, as `backprop train` trains it (backprop::fit, the
+// CLI's path).
 py::tuple fit(const py::array& x, const py::array& y, bool classify,
               const std::vector<std::string>& class_names,
               const std::vector<std::string>& feature_names, const py::dict& settings) {
-  Config c = parse_config(settings);
-  const Init init = c.init == "auto" ? Init::kXavier : parse_init(c.init);
-  std::unique_ptr<Optimizer> optimizer = make_optimizer(c.optimizer);
-  DataIn in{x, y, classify ? Task::kClassify : Task::kRegress, class_names, feature_names};
+  Settings s = parse_settings(settings);
+  const Task task = classify ? Task::kClassify : Task::kRegress;
+  check_fit_config(s.config, task);
+  Dataset ds = make_dataset({x, y, task, class_names, feature_names});
+  ds.sample_shape = s.sample_shape;
+  TrainCallbacks callbacks;
+  FitResult r = releasing_gil(s.config.train, callbacks,
+                              [&](const TrainOptions& options, const TrainCallbacks& cb) {
+                                FitConfig config = s.config;
+                                config.train = options;
+                                return backprop::fit(ds, config, nullptr, cb);
+                              });
   auto net = std::make_shared<Net>();
-  Dataset ds = make_dataset(in);
-  ds.sample_shape = c.sample_shape;
-  ModelSpec spec = make_spec(c, ds);
-  const Init chosen = c.init == "auto" ? default_init(spec.hidden) : init;
-  Split split = split_validation(ds, c.val_split, c.train.seed);
-  if (split.train.empty()) throw Error(ErrorCode::kData, "val_split leaves no training rows");
-  TrainData data;
-  data.data = &ds;
-  data.train_rows = split.train;
-  data.val_rows = split.val;
-  data.pre = c.standardize ? standardize_preprocess(ds, split.train) : scale_preprocess(ds);
-  net->file.model = Model(spec);
-  net->file.model.init(chosen, c.train.seed);
-  net->file.info = make_info(ds, c.train.seed, chosen);
-  net->file.info.preprocess = data.pre;
-  net->file.info.train_examples = static_cast<Index>(split.train.size());
-  std::vector<EpochStats> history =
-      train_releasing_gil(net->file.model, *optimizer, data, c.train, {}, nullptr);
-  return py::make_tuple(net, history_list(history, ds.task));
+  net->file.model = std::move(r.model);
+  net->file.info = std::move(r.info);
+  return py::make_tuple(net, history_list(r.history, ds.task));
 }
 
 // partial_fit: one more epoch over this data, continuing the network, the optimizer's state and
@@ -466,22 +408,23 @@ py::tuple fit(const py::array& x, const py::array& y, bool classify,
 py::tuple partial_fit(std::shared_ptr<Net> net, const py::array& x, const py::array& y,
                       bool classify, const std::vector<std::string>& class_names,
                       const std::vector<std::string>& feature_names, const py::dict& settings) {
-  Config c = parse_config(settings);
-  DataIn in{x, y, classify ? Task::kClassify : Task::kRegress, class_names, feature_names};
-  Dataset ds = make_dataset(in);
-  ds.sample_shape = c.sample_shape;
+  Settings s = parse_settings(settings);
+  const FitConfig& c = s.config;
+  const Task task = classify ? Task::kClassify : Task::kRegress;
+  check_fit_config(c, task);
+  Dataset ds = make_dataset({x, y, task, class_names, feature_names});
+  ds.sample_shape = s.sample_shape;
   TrainData data;
   data.data = &ds;
   data.train_rows = all_rows(ds);
-  if (net == nullptr) {
+  if (net == nullptr) {  // the steps of backprop::fit, without the split (no validation here)
     net = std::make_shared<Net>();
-    ModelSpec spec = make_spec(c, ds);
-    const Init init = c.init == "auto" ? default_init(spec.hidden) : parse_init(c.init);
+    const ModelSpec spec = fit_spec(c, ds);
+    const Init init = fit_init(c, spec.hidden);
     net->file.model = Model(spec);
     net->file.model.init(init, c.train.seed);
-    net->file.info = make_info(ds, c.train.seed, init);
-    net->file.info.preprocess =
-        c.standardize ? standardize_preprocess(ds, data.train_rows) : scale_preprocess(ds);
+    net->file.info = fit_info(c, ds, std::string(to_string(init)));
+    net->file.info.preprocess = fit_preprocess(c, ds, data.train_rows);
   }
   // Wait for another thread's pass over this network without holding the GIL it may need.
   std::unique_lock<std::mutex> lock(net->mutex, std::defer_lock);
@@ -492,7 +435,7 @@ py::tuple partial_fit(std::shared_ptr<Net> net, const py::array& x, const py::ar
   if (net->optimizer == nullptr) net->optimizer = make_optimizer(c.optimizer);
   data.pre = net->file.info.preprocess;
   if (data.pre.shift.empty()) data.pre = scale_preprocess(ds);
-  TrainOptions options = c.train;
+  TrainOptions options = s.config.train;
   TrainState resume;
   const TrainState* from = nullptr;
   if (net->state) {
@@ -520,8 +463,8 @@ py::tuple partial_fit(std::shared_ptr<Net> net, const py::array& x, const py::ar
 }
 
 // The network's outputs for X (n × f, C-contiguous float32, float64 or uint8): class
-// probabilities or regression outputs, float32, computed exactly as backprop predict computes
-// them (the model's preprocessing, batches of kPredictBatch rows).
+// probabilities or regression outputs (in the targets' units), float32, computed exactly as
+// backprop predict computes them (the model's preprocessing, batches of kPredictBatch rows).
 py::array_t<float> outputs(Net& net, const py::array& x, int threads) {
   require_layout(x, "X", {"f4", "f8", "u1"});
   const Model& m = net.file.model;
@@ -575,6 +518,8 @@ py::array_t<float> outputs(Net& net, const py::array& x, int threads) {
     }
     ConstMatrixView a = net.file.model.forward(xb.view().rows_range(0, b));
     for (Index i = 0; i < b; ++i) std::memcpy(odata + (start + i) * k, a.row(i), sizeof(float) * k);
+    // Regression outputs in the targets' units when they were standardised, as predict does.
+    if (pre.standardizes_targets()) outputs_to_targets(pre, MatrixView(odata + start * k, b, k));
   }
   return out;
 }
@@ -697,8 +642,8 @@ PYBIND11_MODULE(_core, m) {
            })
       .def("outputs", &outputs, py::arg("X"), py::arg("threads") = 0);
 
-  m.def("fit", &fit, py::arg("X"), py::arg("y"), py::arg("classify"), py::arg("class_names"),
-        py::arg("feature_names"), py::arg("settings"));
+  m.def("fit", &backprop::python::fit, py::arg("X"), py::arg("y"), py::arg("classify"),
+        py::arg("class_names"), py::arg("feature_names"), py::arg("settings"));
   m.def("partial_fit", &partial_fit, py::arg("net").none(true), py::arg("X"), py::arg("y"),
         py::arg("classify"), py::arg("class_names"), py::arg("feature_names"), py::arg("settings"));
 }

@@ -31,6 +31,10 @@ RUNS = {
                             dict(hidden_layer_sizes=(12,), activation="tanh", optimizer="momentum",
                                  lr=0.05, epochs=5, random_state=11, standardize=True,
                                  weight_decay=0.001), "regression"),
+    "regression-raw-targets": (["--task", "regress", "--hidden", "6", "--epochs", "3", "--lr", "0.01",
+                                "--no-standardize-targets", "--no-standardize"],
+                               dict(hidden_layer_sizes=(6,), epochs=3, lr=0.01,
+                                    standardize_targets=False, standardize=False), "regression"),
 }
 
 
@@ -78,6 +82,16 @@ def test_the_cli_reads_a_model_python_saved(cli, tmp_path):
     cli("predict", "--model", tmp_path / "m.safetensors", "--input", tmp_path / "X.npy",
         "--format", "npy", "--output", tmp_path / "p.npy")
     np.testing.assert_array_equal(np.load(tmp_path / "p.npy"), clf.outputs(x))
+    # Regression: outputs in the targets' units (standardised for training), the CLI's bits.
+    xr, yr = regression(n=100, targets=2)
+    yr = 50 + 10 * yr
+    reg = backprop.MLPRegressor(hidden_layer_sizes=(8,), epochs=20).fit(xr, yr)
+    reg.save(tmp_path / "r.safetensors")
+    np.save(tmp_path / "Xr.npy", xr)
+    cli("predict", "--model", tmp_path / "r.safetensors", "--input", tmp_path / "Xr.npy",
+        "--format", "npy", "--output", tmp_path / "pr.npy")
+    np.testing.assert_array_equal(np.load(tmp_path / "pr.npy"), reg.outputs(xr))
+    assert abs(reg.predict(xr).mean() - 50) < 5 and reg.score(xr, yr) > 0.5
 
 
 def test_python_reads_a_model_the_cli_trained(cli, tmp_path):

@@ -15,12 +15,14 @@
 #                         then 2 MPI ranks against 2 threads (bench/mpi_bench.py, bench/results/mpi.md)
 #   make bench-scaling    samples/s against the thread count (1, 2, 4, ... cores, and --threads 0),
 #                         ours and PyTorch's, for (a)-(d): bench/results/scaling.md (minutes)
+#   make bench-python     backprop.MLPClassifier against the CLI, scikit-learn's MLPClassifier and
+#                         PyTorch (bench/python_bench.py, bench/results/python.md; minutes)
 #   make bench-accuracy   the accuracy reference runs of the README (minutes; not part of test)
 JOBS ?= $(shell nproc)
 MAKEFLAGS += --no-print-directory
 RUN_FLAGS ?=
 
-.PHONY: run test check test-long build setup bench bench-scaling bench-accuracy clean
+.PHONY: run test check test-long build setup bench bench-scaling bench-python bench-accuracy clean
 
 setup:
 	@scripts/setup
@@ -76,6 +78,13 @@ SCALING_FLAGS ?=
 bench-scaling:
 	@scripts/setup --bench
 	/usr/bin/python3 bench/scaling.py $(SCALING_FLAGS)
+
+PYBENCH_FLAGS ?=
+bench-python:
+	@scripts/setup --bench
+	@cmake --preset release >/dev/null
+	@cmake --build --preset release -j $(JOBS) --target backprop_cli backprop_python
+	/usr/bin/python3 bench/python_bench.py --output bench/results/python.md $(PYBENCH_FLAGS)
 
 bench-accuracy: build
 	bench/accuracy.sh

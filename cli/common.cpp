@@ -11,6 +11,7 @@
 #include <map>
 
 #include "backprop/fit.hpp"
+#include "io/printable.hpp"
 
 namespace backprop::cli {
 
@@ -29,20 +30,7 @@ CsvOptions DataFlags::csv_options() const {
 }
 
 std::string escape_controls(std::string_view text, std::size_t max_bytes) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (std::size_t i = 0; i < text.size() && i < max_bytes; ++i) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    if (c < 0x20 || c == 0x7F) {
-      out += "\\x";
-      out += kHex[c >> 4];
-      out += kHex[c & 0xF];
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  if (text.size() > max_bytes) out += "...";
-  return out;
+  return detail::escape_controls(text, max_bytes);
 }
 
 namespace {

@@ -5,24 +5,27 @@
 #include <memory>
 #include <string>
 
+#include "io/printable.hpp"
+
 namespace backprop {
 
 namespace {
 
-// A name as a message may show it: quoted and cut (the CLI escapes control bytes).
+// A name as a message may show it: quoted, cut, control bytes escaped.
 std::string in_quotes(const std::string& s) {
   constexpr std::size_t kMaxEcho = 200;
-  return "'" + (s.size() > kMaxEcho ? s.substr(0, kMaxEcho) + "..." : s) + "'";
+  return "'" + detail::escape_controls(s, kMaxEcho) + "'";
 }
 
-// Runs f(); an Error(kUsage) it throws is rethrown with "name: " in front.
+// Runs f(); an Error(kUsage) it throws is rethrown with "name: " in front, and control bytes of
+// the echoed value escaped (the message is one line whatever the value holds).
 template <class F>
 auto named(const std::string& name, F f) {
   try {
     return f();
   } catch (const Error& e) {
     if (e.code() != ErrorCode::kUsage) throw;
-    throw Error(ErrorCode::kUsage, name + ": " + e.what());
+    throw Error(ErrorCode::kUsage, name + ": " + detail::escape_controls(e.what()));
   }
 }
 
